@@ -1,0 +1,93 @@
+//! The HTTP API over axum: `router(hub)` builds the routes, handlers only extract, call
+//! the hub and respond. Serving (listener, shutdown) is in [`crate::server`].
+
+mod error;
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::Utc;
+use serde_json::json;
+
+pub use error::ApiError;
+
+use crate::hub::{Answer, Hub};
+
+/// The routes of the hub, over shared state.
+pub fn router(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/api/metrics", get(metrics))
+        .route("/api/sources", get(sources))
+        .route("/api/health", get(health))
+        .route("/api/cache/clear", post(clear_cache))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .with_state(hub)
+}
+
+fn json_bytes(answer: Answer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        answer.body,
+    )
+        .into_response()
+}
+
+async fn metrics(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let request = hub.parse_request(
+        query.as_deref().unwrap_or_default(),
+        Utc::now().date_naive(),
+    )?;
+    Ok(json_bytes(hub.metrics(request).await))
+}
+
+async fn sources(State(hub): State<Arc<Hub>>) -> Response {
+    Json(json!({"success": true, "data": hub.sources_report()})).into_response()
+}
+
+async fn health(State(hub): State<Arc<Hub>>) -> Response {
+    let report = hub.health().await;
+    // 200 while the hub can serve anything; degraded sources are marked in the body.
+    let status = if report.status == "down" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        Json(json!({"success": status.is_success(), "data": report})),
+    )
+        .into_response()
+}
+
+async fn clear_cache(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut source = None;
+    for (name, value) in form_urlencoded::parse(query.as_deref().unwrap_or_default().as_bytes()) {
+        match name.as_ref() {
+            "source" => source = Some(value.into_owned()),
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_parameter",
+                    format!(
+                        "`{other}` is not a parameter of cache/clear; use ?source=ID or nothing"
+                    ),
+                ))
+            }
+        }
+    }
+    let cleared = hub.clear_cache(source.as_deref())?;
+    Ok(Json(json!({"success": true, "data": {"cleared": cleared}})).into_response())
+}

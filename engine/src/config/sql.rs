@@ -1,0 +1,133 @@
+//! The `sql` kind's part of a source file: connection and queries, compiled into a
+//! [`SqlSpec`] with its templates ready to render.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::raw::Number;
+use super::{Problems, Secret};
+use crate::model::Dataset;
+use crate::template::{Placeholder, QueryTemplates};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionConfig {
+    driver: Driver,
+    url: String,
+    #[serde(default)]
+    max_connections: Option<Number>,
+    #[serde(default)]
+    demo_data: Option<DemoData>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryConfig {
+    sql: String,
+}
+
+/// Which database a `sql` source talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Driver {
+    Postgres,
+    Sqlite,
+}
+
+/// Synthetic data the engine may create in an empty database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DemoData {
+    /// GA4-style `events` rows for the embedded demo.
+    Ga4,
+}
+
+/// A validated `sql` source.
+#[derive(Debug, Clone)]
+pub struct SqlSpec {
+    pub driver: Driver,
+    /// The connection URL; it may hold a password.
+    pub url: Secret,
+    pub max_connections: u32,
+    pub demo_data: Option<DemoData>,
+    /// Datasets this source has a query for.
+    pub datasets: BTreeSet<Dataset>,
+    pub templates: Arc<QueryTemplates>,
+}
+
+const DEFAULT_MAX_CONNECTIONS: u32 = 8;
+
+/// Parses and checks the kind-specific parts, recording problems under their pointers.
+pub(super) fn compile(
+    connection: Option<&Value>,
+    queries: &BTreeMap<String, Value>,
+    identifiers: &BTreeSet<String>,
+    problems: &mut Problems,
+) -> Option<SqlSpec> {
+    let Some(connection) = connection else {
+        problems.add(
+            "/connection",
+            "a sql source needs `connection:` with `driver` (postgres or sqlite) and `url`",
+        );
+        return None;
+    };
+    let connection: ConnectionConfig = problems.parse("/connection", connection)?;
+    let max_connections = match connection.max_connections {
+        None => DEFAULT_MAX_CONNECTIONS,
+        Some(number) => match super::number(&number) {
+            Some(n @ 1..=64) => n as u32,
+            _ => {
+                problems.add(
+                    "/connection/max_connections",
+                    "max_connections must be a whole number from 1 to 64",
+                );
+                DEFAULT_MAX_CONNECTIONS
+            }
+        },
+    };
+    let placeholder = match connection.driver {
+        Driver::Postgres => Placeholder::Numbered,
+        Driver::Sqlite => Placeholder::Question,
+    };
+    let mut templates = QueryTemplates::new(placeholder, identifiers.clone());
+    let mut datasets = BTreeSet::new();
+    if queries.is_empty() {
+        problems.add(
+            "/queries",
+            "declare at least one of summary, daily, features, clients under `queries:`",
+        );
+    }
+    for (name, query) in queries {
+        let pointer = format!("/queries/{name}");
+        let Some(dataset) = Dataset::parse(name) else {
+            problems.add(
+                &pointer,
+                format!("`{name}` is not a dataset: use summary, daily, features or clients"),
+            );
+            continue;
+        };
+        let Some(query) = problems.parse::<QueryConfig>(&pointer, query) else {
+            continue;
+        };
+        match templates.add(dataset.as_str(), &query.sql) {
+            Ok(()) => {
+                datasets.insert(dataset);
+            }
+            Err(err) => problems.add(
+                &format!("{pointer}/sql"),
+                format!("the template does not compile: {err}"),
+            ),
+        }
+    }
+    Some(SqlSpec {
+        driver: connection.driver,
+        url: Secret::new(connection.url),
+        max_connections,
+        demo_data: connection.demo_data,
+        datasets,
+        templates: Arc::new(templates),
+    })
+}

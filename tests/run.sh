@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The project's one test command: installs what the tests need, builds everything and
+# runs every test. CI runs exactly this (.ci/run); so can a newcomer on a fresh machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A persistent target directory outside the clone keeps repeated runs fast; a clean
+# machine simply builds from nothing.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/metrics-hub-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+need_apt=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql-15)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  step "installing ${need_apt[*]}"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
+fi
+
+step "format"
+cargo fmt --all -- --check
+
+step "lint"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests"
+cargo test --workspace --locked
+
+step "benchmarks (quick smoke run; full figures: cargo bench -p metrics-hub-tests)"
+BENCH_QUICK=1 cargo bench -p metrics-hub-tests --locked
+
+step "all tests passed"
