@@ -417,7 +417,7 @@ fn weekday_factor(weekday: Weekday) -> f64 {
 /// so a second process racing on the same file waits for the first and then sees the table.
 pub async fn ensure_sqlite(pool: &SqlitePool, anchor: NaiveDate) -> Result<bool, sqlx::Error> {
     // Cheap check first, so normal starts skip generating events they will not insert.
-    if sqlite_has_events(pool).await? {
+    if sqlite_has_events_table(pool).await? {
         return Ok(false);
     }
     // Generated before taking the write lock, so the lock is held only for the inserts.
@@ -426,7 +426,7 @@ pub async fn ensure_sqlite(pool: &SqlitePool, anchor: NaiveDate) -> Result<bool,
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     // Checked again under the lock: another process may have won the race. Dropping `tx`
     // rolls back the empty transaction.
-    if sqlite_has_events(&mut *tx).await? {
+    if sqlite_has_events_table(&mut *tx).await? {
         return Ok(false);
     }
     sqlx::query(CREATE_TABLE).execute(&mut *tx).await?;
@@ -456,7 +456,7 @@ pub async fn ensure_sqlite(pool: &SqlitePool, anchor: NaiveDate) -> Result<bool,
     Ok(true)
 }
 
-async fn sqlite_has_events<'c, E>(executor: E) -> Result<bool, sqlx::Error>
+async fn sqlite_has_events_table<'c, E>(executor: E) -> Result<bool, sqlx::Error>
 where
     E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
 {

@@ -668,7 +668,6 @@ pub struct SourceInfo {
     filters: BTreeMap<String, &'static str>,
     cache_ttl_seconds: u64,
     timeout_ms: u64,
-    config_errors: Vec<ConfigError>,
 }
 
 #[derive(Debug, Serialize)]
@@ -772,7 +771,6 @@ impl Hub {
                         .collect(),
                     cache_ttl_seconds: spec.cache_ttl.as_secs(),
                     timeout_ms: spec.timeout.as_millis() as u64,
-                    config_errors: Vec::new(),
                 }
             })
             .collect();

@@ -477,3 +477,47 @@ async fn shutdown_drains_in_flight_requests() {
     let body = in_flight.await.unwrap();
     assert_eq!(body["data"]["summary"]["total_users"], 5, "{body}");
 }
+
+#[tokio::test]
+async fn a_source_unreachable_at_start_is_reported_not_fatal() {
+    let unreachable = "id: gone\nname: Gone\nkind: sql\ntimeout: 2s\nconnection:\n  driver: postgres\n  url: postgres://nobody:Hidden-Pass-1@127.0.0.1:1/none\nqueries:\n  summary:\n    sql: SELECT 1 AS total_users\n".to_owned();
+    let data = tempfile::tempdir().unwrap();
+    let dir = sources_dir(&[
+        ("demo.yaml", shipped("demo.yaml")),
+        ("gone.yaml", unreachable),
+    ])
+    .unwrap();
+    let env = HashMap::from([(
+        "METRICS_HUB_DATA_DIR".to_owned(),
+        data.path().display().to_string(),
+    )]);
+    let hub = TestHub::start(dir.path(), &env, HubSettings::default())
+        .await
+        .unwrap();
+    let (_, sources) = get(&hub, "/api/sources").await;
+    let gone = sources["data"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "gone")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (gone["health"].as_str(), gone["initialized"].as_bool()),
+        (Some("failing"), Some(false)),
+        "{gone}"
+    );
+    assert_eq!(gone["lastError"]["code"], "connect_failed");
+    let (status, body) = get(&hub, "/api/metrics?days=7").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(details(&body, "gone")["status"], "error");
+    assert_eq!(details(&body, "demo")["status"], "ok");
+    let (status, health) = get(&hub, "/api/health").await;
+    assert_eq!(
+        (status, health["data"]["status"].as_str()),
+        (200, Some("degraded")),
+        "{health}"
+    );
+    assert!(!format!("{sources}{body}{health}").contains("Hidden-Pass-1"));
+    hub.stop().await.unwrap();
+}
