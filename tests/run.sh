@@ -26,6 +26,14 @@ cargo fmt --all -- --check
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "plugins (WebAssembly components the tests and benchmarks load; installs the guest toolchain where missing)"
+plugins/build.sh
+
+step "plugin logic (native unit tests, format, lint)"
+(cd plugins && cargo fmt --all -- --check \
+  && cargo clippy -p salesforce -p hubspot --all-targets --locked -- -D warnings \
+  && cargo test -p salesforce -p hubspot --locked)
+
 step "tests"
 cargo test --workspace --locked
 

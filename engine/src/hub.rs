@@ -190,6 +190,7 @@ struct SourceReport {
     fetched_at: Option<DateTime<Utc>>,
     record_count: usize,
     missing_datasets: Vec<Dataset>,
+    warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -539,6 +540,7 @@ impl Hub {
                 fetched_at: None,
                 record_count: 0,
                 missing_datasets: Vec::new(),
+                warnings: Vec::new(),
             };
             match outcome {
                 Outcome::Skipped(why) => {
@@ -559,6 +561,7 @@ impl Hub {
                     report.fetched_at = Some(fetched.fetched_at);
                     report.record_count = fetched.data.record_count();
                     report.missing_datasets = fetched.data.missing_datasets();
+                    report.warnings = fetched.data.warnings.clone();
                     answered.push(&fetched.data);
                     contributors.push(entry.spec.id.clone());
                 }

@@ -8,6 +8,8 @@
 //! - [`sources`] holds the `DataSource` contract and one implementation per kind.
 //! - [`mapping`] turns rows into the unified [`model`]; [`merge`] combines sources.
 //! - [`cache`] keeps per-source and merged answers (moka, single flight).
+//! - [`plugin`] is the WebAssembly host behind `kind: wasm` sources: one wasmtime engine,
+//!   components compiled once (precompiled on disk), sandboxed instances per source.
 //! - [`hub`] is the orchestrator: registry, request validation, parallel fan-out under
 //!   deadlines, per-source status.
 //! - [`api`] is the axum router; [`server`] serves it with graceful shutdown.
@@ -21,6 +23,7 @@ pub mod hub;
 pub mod mapping;
 pub mod merge;
 pub mod model;
+pub mod plugin;
 pub mod server;
 pub mod sources;
 pub mod template;

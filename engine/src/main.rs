@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use metrics_hub::config::{self, LoadedSources};
+use metrics_hub::config::{self, KindSpec, LoadedSources};
 use metrics_hub::hub::{Hub, HubSettings, MAX_DAYS};
 use metrics_hub::model::QueryParams;
+use metrics_hub::plugin;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,11 @@ enum Command {
         #[arg(env = "METRICS_HUB_SOURCES", default_value = "./sources.d")]
         dir: PathBuf,
     },
+    /// Inspect WebAssembly plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Print one source's unified JSON, bypassing caches.
     Query {
         /// Source id.
@@ -66,6 +72,20 @@ enum Command {
         /// Directory of source files.
         #[arg(long, env = "METRICS_HUB_SOURCES", default_value = "./sources.d")]
         sources: PathBuf,
+        /// For a bigquery source: dry-run each query and print the bytes it would scan,
+        /// without running or billing anything.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a component, check that it implements the data-source world, print its imports
+    /// and exports.
+    Check {
+        /// The component (.wasm).
+        file: PathBuf,
     },
 }
 
@@ -136,8 +156,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { dir } => {
             let loaded = config::load_dir(&dir)?;
+            let mut failed = !loaded.broken.is_empty();
             for spec in &loaded.sources {
                 let state = if spec.enabled { "enabled" } else { "disabled" };
+                // A wasm source must point at a loadable component; a disabled one only
+                // warns, so that sources waiting for credentials need no built plugin.
+                if let KindSpec::Wasm(wasm) = &spec.kind {
+                    let path = wasm.component_path(&spec.file);
+                    // A check, not a start: compile without reading or writing the
+                    // precompiled cache (which lives under the data directory).
+                    let runtime = plugin::Runtime::init_shared(None);
+                    if let Err(err) = runtime.and_then(|rt| rt.load(&path)) {
+                        let label = if spec.enabled { "error" } else { "warn " };
+                        println!(
+                            "{label} {}: at /connection/component: {err}",
+                            spec.file.display()
+                        );
+                        failed |= spec.enabled;
+                        continue;
+                    }
+                }
                 println!(
                     "ok    {} ({}, {}, {state})",
                     spec.file.display(),
@@ -148,17 +186,44 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for err in loaded.errors() {
                 println!("error {err}");
             }
-            Ok(if loaded.broken.is_empty() {
-                ExitCode::SUCCESS
-            } else {
+            Ok(if failed {
                 ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
             })
+        }
+        Command::Plugin {
+            command: PluginCommand::Check { file },
+        } => {
+            let runtime = plugin::Runtime::shared()?;
+            let loaded = runtime.load(&file)?;
+            let description = loaded.describe(runtime.engine());
+            println!(
+                "ok    {} implements metrics-hub:source/data-source ({} bytes, sha256 {}, {})",
+                file.display(),
+                loaded.size,
+                plugin::cache::hex(&loaded.digest),
+                match loaded.origin {
+                    plugin::cache::Origin::Cache => "precompiled artefact from the cache",
+                    plugin::cache::Origin::Compiled => "compiled",
+                }
+            );
+            println!("imports:");
+            for line in &description.imports {
+                println!("  {line}");
+            }
+            println!("exports:");
+            for line in &description.exports {
+                println!("  {line}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Query {
             source,
             days,
             filters,
             sources,
+            dry_run,
         } => {
             let loaded = config::load_dir(&sources)?;
             report(&loaded);
@@ -178,6 +243,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let request = hub.parse_request(&query, today)?;
             let params: QueryParams = request.params;
+            if dry_run {
+                let entry = hub
+                    .entries()
+                    .iter()
+                    .find(|e| e.spec.id == source)
+                    .context("the source vanished")?;
+                let report = metrics_hub::sources::bigquery::dry_run(&entry.spec, &params).await?;
+                print!("{report}");
+                return Ok(ExitCode::SUCCESS);
+            }
             let data = hub.query_source(&source, &params).await;
             hub.cleanup().await;
             println!("{}", serde_json::to_string_pretty(&data?)?);

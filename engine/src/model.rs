@@ -110,6 +110,10 @@ pub struct SourceData {
     pub daily: Option<Vec<Record>>,
     pub features: Option<Vec<Record>>,
     pub clients: Option<Vec<Record>>,
+    /// Things the answer is still correct but worth knowing about (e.g. a page limit hit),
+    /// reported per source in metadata.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl SourceData {

@@ -26,6 +26,8 @@ pub enum Placeholder {
     Numbered,
     /// SQLite: `?` in order of appearance.
     Question,
+    /// BigQuery named query parameters: `@p1`, `@p2`, ...
+    Named,
 }
 
 /// A value bound to a placeholder, typed so the driver sends the right parameter type.
@@ -137,6 +139,7 @@ impl QueryTemplates {
                 Ok(Value::from_safe_string(match placeholder {
                     Placeholder::Numbered => format!("${index}"),
                     Placeholder::Question => "?".to_owned(),
+                    Placeholder::Named => format!("@p{index}"),
                 }))
             },
         );

@@ -5,7 +5,11 @@
 //! cluster belongs to the `postgres` user and every server command goes through
 //! `runuser -u postgres`.
 
+pub mod bigquery_standin;
 pub mod expected;
+pub mod hubspot_standin;
+pub mod rest_standin;
+pub mod salesforce_standin;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -196,6 +200,27 @@ pub fn repo_root() -> PathBuf {
         .parent()
         .expect("tests/ lives in the repository")
         .to_owned()
+}
+
+/// Where `plugins/build.sh` leaves the components.
+pub fn plugins_dir() -> PathBuf {
+    repo_root().join("plugins/target/wasm32-wasip2/release")
+}
+
+/// The component of the plugin crate `name` (e.g. `test-trivial`), built by
+/// `plugins/build.sh`; panics with the command to run when it is missing.
+pub fn plugin_component(name: &str) -> PathBuf {
+    // Precompiled artefacts in the temporary directory rather than ./data under tests/.
+    let _ = metrics_hub::plugin::Runtime::init_shared(Some(
+        std::env::temp_dir().join("metrics-hub-tests-plugin-cache"),
+    ));
+    let path = plugins_dir().join(format!("{}.wasm", name.replace('-', "_")));
+    assert!(
+        path.is_file(),
+        "{} is missing: build the plugins with plugins/build.sh (tests/run.sh does)",
+        path.display()
+    );
+    path
 }
 
 /// A hub serving on 127.0.0.1:0 inside this process.

@@ -510,7 +510,16 @@ async fn a_source_unreachable_at_start_is_reported_not_fatal() {
     assert_eq!(gone["lastError"]["code"], "connect_failed");
     let (status, body) = get(&hub, "/api/metrics?days=7").await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(details(&body, "gone")["status"], "error");
+    // Refused at once or still retrying when the source's 2 s run out: either way a
+    // per-source failure beside a served answer.
+    let gone_status = details(&body, "gone")["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        matches!(gone_status.as_str(), "error" | "timeout"),
+        "{body}"
+    );
     assert_eq!(details(&body, "demo")["status"], "ok");
     let (status, health) = get(&hub, "/api/health").await;
     assert_eq!(

@@ -55,6 +55,9 @@ pub struct SourceConfig {
 #[serde(rename_all = "lowercase")]
 pub enum KindName {
     Sql,
+    Rest,
+    Bigquery,
+    Wasm,
 }
 
 /// A boolean, or a string that became one after `${...}` interpolation.

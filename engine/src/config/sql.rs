@@ -1,14 +1,13 @@
 //! The `sql` kind's part of a source file: connection and queries, compiled into a
 //! [`SqlSpec`] with its templates ready to render.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::Value;
 
 use super::raw::Number;
-use super::{Problems, Secret};
+use super::{KindContext, Problems, Secret};
 use crate::model::Dataset;
 use crate::template::{Placeholder, QueryTemplates};
 
@@ -61,13 +60,8 @@ pub struct SqlSpec {
 const DEFAULT_MAX_CONNECTIONS: u32 = 8;
 
 /// Parses and checks the kind-specific parts, recording problems under their pointers.
-pub(super) fn compile(
-    connection: Option<&Value>,
-    queries: &BTreeMap<String, Value>,
-    identifiers: &BTreeSet<String>,
-    problems: &mut Problems,
-) -> Option<SqlSpec> {
-    let Some(connection) = connection else {
+pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Option<SqlSpec> {
+    let Some(connection) = context.connection else {
         problems.add(
             "/connection",
             "a sql source needs `connection:` with `driver` (postgres or sqlite) and `url`",
@@ -75,6 +69,12 @@ pub(super) fn compile(
         return None;
     };
     let connection: ConnectionConfig = problems.parse("/connection", connection)?;
+    if context.enabled && connection.url.trim().is_empty() {
+        problems.add(
+            "/connection/url",
+            "the source is enabled but its connection url is empty: set the variable it reads or disable the source",
+        );
+    }
     let max_connections = match connection.max_connections {
         None => DEFAULT_MAX_CONNECTIONS,
         Some(number) => match super::number(&number) {
@@ -92,15 +92,15 @@ pub(super) fn compile(
         Driver::Postgres => Placeholder::Numbered,
         Driver::Sqlite => Placeholder::Question,
     };
-    let mut templates = QueryTemplates::new(placeholder, identifiers.clone());
+    let mut templates = QueryTemplates::new(placeholder, context.identifiers.clone());
     let mut datasets = BTreeSet::new();
-    if queries.is_empty() {
+    if context.queries.is_empty() {
         problems.add(
             "/queries",
             "declare at least one of summary, daily, features, clients under `queries:`",
         );
     }
-    for (name, query) in queries {
+    for (name, query) in context.queries {
         let pointer = format!("/queries/{name}");
         let Some(dataset) = Dataset::parse(name) else {
             problems.add(
@@ -122,6 +122,7 @@ pub(super) fn compile(
             ),
         }
     }
+    super::check_query_templates(&templates, &datasets, context.filters, "sql", problems);
     Some(SqlSpec {
         driver: connection.driver,
         url: Secret::new(connection.url),

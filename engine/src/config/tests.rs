@@ -209,3 +209,15 @@ fn every_error_of_every_file_is_collected_and_good_files_still_load() {
         .line
         .is_some());
 }
+
+#[test]
+fn debug_output_of_a_source_never_shows_environment_values() {
+    let text = "id: pg\nname: PG\nkind: sql\nconnection:\n  driver: postgres\n  url: postgres://app:${PG_PASSWORD}@db/app\nqueries:\n  daily:\n    sql: SELECT 1\n";
+    let env = |name: &str| (name == "PG_PASSWORD").then(|| "hunter2-secret".to_owned());
+    let spec = load_source(Path::new("pg.yaml"), text, &env).unwrap();
+    let shown = format!("{spec:?} {:?}", spec.kind);
+    assert!(
+        shown.contains("pg") && !shown.contains("hunter2-secret"),
+        "{shown}"
+    );
+}

@@ -1,7 +1,10 @@
 //! The `DataSource` contract every source kind implements, and the constructor that picks
 //! the implementation for a validated [`SourceSpec`]. One file per kind.
 
+pub mod bigquery;
+pub mod rest;
 pub mod sql;
+pub mod wasm;
 
 use std::sync::Arc;
 
@@ -25,6 +28,30 @@ pub enum SourceError {
     Mapping(#[from] MappingError),
     #[error("no answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// The remote service could not be reached (connection refused, TLS, reset).
+    #[error("cannot reach the service: {0}")]
+    Unreachable(String),
+    /// The remote service refused the credentials.
+    #[error("authentication failed: {0}")]
+    Auth(String),
+    /// The remote service asked us to slow down and retries ran out within the deadline.
+    #[error("rate limited{}", .retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        retry_after: Option<std::time::Duration>,
+    },
+    /// The remote service answered with an error status or error body.
+    #[error("the service answered {status}: {message}")]
+    Upstream { status: u16, message: String },
+    /// The answer did not have the declared shape; `message` names the path.
+    #[error("unexpected response: {0}")]
+    BadResponse(String),
+    /// The answer was larger than the source's cap.
+    #[error("response larger than {0} bytes")]
+    TooLarge(u64),
+    /// A WebAssembly plugin failed: trapped, ran out of memory, refused its config or a
+    /// request, or answered invalid data. The plugin error has its own code and message.
+    #[error(transparent)]
+    Plugin(crate::plugin::PluginError),
 }
 
 impl SourceError {
@@ -36,6 +63,13 @@ impl SourceError {
             SourceError::Template { .. } => "template_failed",
             SourceError::Mapping(_) => "mapping_failed",
             SourceError::Timeout(_) => "timeout",
+            SourceError::Unreachable(_) => "unreachable",
+            SourceError::Auth(_) => "auth_failed",
+            SourceError::RateLimited { .. } => "rate_limited",
+            SourceError::Upstream { .. } => "upstream_error",
+            SourceError::BadResponse(_) => "bad_response",
+            SourceError::TooLarge(_) => "response_too_large",
+            SourceError::Plugin(err) => err.code(),
         }
     }
 
@@ -53,6 +87,24 @@ impl SourceError {
             // needs to fix the mapping; it holds no SQL or credentials.
             SourceError::Mapping(err) => err.to_string(),
             SourceError::Timeout(limit) => format!("no answer within {} ms", limit.as_millis()),
+            SourceError::Unreachable(_) => {
+                "the service could not be reached; see the hub log".into()
+            }
+            SourceError::Auth(_) => "the service refused the credentials; see the hub log".into(),
+            SourceError::RateLimited { retry_after } => match retry_after {
+                Some(wait) => format!(
+                    "rate limited by the service (retry after {} s)",
+                    wait.as_secs()
+                ),
+                None => "rate limited by the service".into(),
+            },
+            SourceError::Upstream { status, .. } => {
+                format!("the service answered HTTP {status}; see the hub log")
+            }
+            // Names a JSON path of the declared shape, nothing from the body itself.
+            SourceError::BadResponse(message) => message.clone(),
+            SourceError::TooLarge(limit) => format!("the response exceeded {limit} bytes"),
+            SourceError::Plugin(err) => err.public_message(),
         }
     }
 }
@@ -75,5 +127,10 @@ pub trait DataSource: Send + Sync {
 pub fn build(spec: &SourceSpec) -> Arc<dyn DataSource> {
     match &spec.kind {
         KindSpec::Sql(sql) => Arc::new(sql::SqlSource::new(spec, sql.clone())),
+        KindSpec::Rest(rest) => Arc::new(rest::RestSource::new(spec, rest.clone())),
+        KindSpec::Bigquery(bigquery) => {
+            Arc::new(bigquery::BigquerySource::new(spec, bigquery.clone()))
+        }
+        KindSpec::Wasm(wasm) => Arc::new(wasm::WasmSource::new(spec, wasm.clone())),
     }
 }

@@ -1,0 +1,1029 @@
+//! The `rest` kind's part of a source file: where the API lives, how to authenticate, and
+//! per dataset the request (path, query, headers, JSON body as minijinja templates), where
+//! the records are, how pages follow each other, and optionally how raw records aggregate
+//! into unified rows. Compiled into a [`RestSpec`], every problem recorded at its pointer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde_json::Value;
+use url::Url;
+
+use super::raw::Number;
+use super::{KindContext, Problems, Secret};
+use crate::model::Dataset;
+use crate::plugin::sandbox::parse_size;
+use crate::sources::rest::aggregate::{Aggregate, GroupBy, Measure};
+use crate::sources::rest::json_path::JsonPath;
+use crate::sources::rest::paging::{Pagination, Paging, ParamIn};
+use crate::sources::rest::template::{RequestParts, RequestTemplates};
+
+const DEFAULT_RETRIES: u32 = 2;
+const MAX_RETRIES: i64 = 10;
+const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_millis(250);
+const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+const MIN_RESPONSE_BYTES: u64 = 1024;
+const MAX_RESPONSE_BYTES: u64 = 1024 * 1024 * 1024;
+const DEFAULT_MAX_PAGES: u32 = 1000;
+const MAX_MAX_PAGES: i64 = 100_000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConnectionConfig {
+    base_url: String,
+    #[serde(default)]
+    auth: Option<AuthConfig>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    request_timeout: Option<String>,
+    #[serde(default)]
+    retries: Option<Number>,
+    #[serde(default)]
+    retry_backoff: Option<String>,
+    #[serde(default)]
+    max_response_bytes: Option<Size>,
+    #[serde(default)]
+    health_path: Option<String>,
+}
+
+/// A byte count, or text such as `16MiB` (the same spelling as a wasm sandbox's sizes).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum AuthConfig {
+    None,
+    ApiKey {
+        #[serde(rename = "in")]
+        location: KeyLocation,
+        name: String,
+        value: String,
+    },
+    Bearer {
+        token: String,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+    Oauth2 {
+        token_url: String,
+        client_id: String,
+        client_secret: String,
+        #[serde(default)]
+        scope: Option<String>,
+        #[serde(default)]
+        client_auth: Option<ClientAuth>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryConfig {
+    #[serde(default)]
+    method: Option<Method>,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    query: BTreeMap<String, Value>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<Value>,
+    #[serde(default)]
+    records: Option<String>,
+    #[serde(default)]
+    pagination: Option<PaginationConfig>,
+    #[serde(default)]
+    aggregate: Option<AggregateConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum PaginationConfig {
+    None,
+    Cursor {
+        cursor_path: String,
+        param: String,
+        #[serde(default, rename = "in")]
+        location: Option<Location>,
+        #[serde(default)]
+        max_pages: Option<Number>,
+    },
+    Offset {
+        #[serde(default)]
+        offset_param: Option<String>,
+        #[serde(default)]
+        limit_param: Option<String>,
+        limit: Number,
+        #[serde(default)]
+        start: Option<Number>,
+        #[serde(default)]
+        total_path: Option<String>,
+        #[serde(default, rename = "in")]
+        location: Option<Location>,
+        #[serde(default)]
+        max_pages: Option<Number>,
+    },
+    Page {
+        #[serde(default)]
+        page_param: Option<String>,
+        #[serde(default)]
+        start: Option<Number>,
+        #[serde(default)]
+        page_size_param: Option<String>,
+        #[serde(default)]
+        page_size: Option<Number>,
+        #[serde(default)]
+        total_path: Option<String>,
+        #[serde(default)]
+        total_pages_path: Option<String>,
+        #[serde(default, rename = "in")]
+        location: Option<Location>,
+        #[serde(default)]
+        max_pages: Option<Number>,
+    },
+    NextUrl {
+        next_path: String,
+        #[serde(default)]
+        max_pages: Option<Number>,
+    },
+    LinkHeader {
+        #[serde(default)]
+        max_pages: Option<Number>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Location {
+    Query,
+    Body,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AggregateConfig {
+    #[serde(default)]
+    group_by: Option<GroupByConfig>,
+    fields: BTreeMap<String, MeasureConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupByConfig {
+    field: String,
+    #[serde(default, rename = "as")]
+    output: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeasureConfig {
+    op: Op,
+    #[serde(default)]
+    field: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Op {
+    Count,
+    CountDistinct,
+    Sum,
+    Min,
+    Max,
+}
+
+/// Where an API key goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyLocation {
+    Header,
+    Query,
+}
+
+/// How an OAuth 2.0 client authenticates at the token endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// HTTP Basic with the client id and secret, which RFC 6749 says servers must support.
+    #[default]
+    Basic,
+    /// `client_id` and `client_secret` as form fields, for servers that want them there.
+    Body,
+}
+
+/// OAuth 2.0 client credentials.
+#[derive(Debug, Clone)]
+pub struct OAuth2 {
+    pub token_url: Url,
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scope: Option<String>,
+    pub client_auth: ClientAuth,
+}
+
+/// How requests prove who they are.
+#[derive(Debug, Clone)]
+pub enum Auth {
+    None,
+    ApiKey {
+        location: KeyLocation,
+        name: String,
+        value: Secret,
+    },
+    Bearer {
+        token: Secret,
+    },
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    OAuth2(OAuth2),
+}
+
+impl Auth {
+    /// The secret values, for redaction.
+    pub fn secrets(&self) -> Vec<String> {
+        match self {
+            Auth::None => Vec::new(),
+            Auth::ApiKey { value, .. } => vec![value.expose().to_owned()],
+            Auth::Bearer { token } => vec![token.expose().to_owned()],
+            Auth::Basic { password, .. } => vec![password.expose().to_owned()],
+            Auth::OAuth2(oauth) => vec![oauth.client_secret.expose().to_owned()],
+        }
+    }
+}
+
+/// The HTTP method of a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Method {
+    #[serde(rename = "GET", alias = "get")]
+    Get,
+    #[serde(rename = "POST", alias = "post")]
+    Post,
+}
+
+/// One dataset's query, besides its request templates.
+#[derive(Debug, Clone)]
+pub struct RestQuery {
+    pub method: Method,
+    /// Where the records are in each answer.
+    pub records: JsonPath,
+    pub paging: Paging,
+    /// `None`: records already are rows of the dataset (the API aggregates).
+    pub aggregate: Option<Aggregate>,
+}
+
+/// How to reach the API: shared by every query of a source.
+#[derive(Debug, Clone)]
+pub struct RestConnection {
+    /// `None` only in a disabled source whose URL variable is unset.
+    pub base_url: Option<Url>,
+    pub auth: Auth,
+    /// Sent with every request; values may hold secrets.
+    pub headers: Vec<(HeaderName, Secret)>,
+    /// Limit of one HTTP request; the source `timeout` bounds the whole fetch.
+    pub request_timeout: Option<Duration>,
+    pub retries: u32,
+    /// First pause between attempts, doubled each time, with jitter.
+    pub retry_backoff: Duration,
+    pub max_response_bytes: u64,
+    /// Probed by health checks when given.
+    pub health_path: Option<String>,
+}
+
+/// A validated `rest` source.
+#[derive(Debug, Clone)]
+pub struct RestSpec {
+    /// Datasets this source has a query for.
+    pub datasets: BTreeSet<Dataset>,
+    pub connection: Arc<RestConnection>,
+    pub queries: BTreeMap<Dataset, RestQuery>,
+    pub templates: Arc<RequestTemplates>,
+}
+
+fn bounded(
+    problems: &mut Problems,
+    pointer: &str,
+    value: Option<&Number>,
+    range: std::ops::RangeInclusive<i64>,
+    default: i64,
+    what: &str,
+) -> i64 {
+    match value {
+        None => default,
+        Some(number) => match super::number(number) {
+            Some(n) if range.contains(&n) => n,
+            _ => {
+                problems.add(
+                    pointer,
+                    format!(
+                        "{what} must be a whole number from {} to {}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                default
+            }
+        },
+    }
+}
+
+fn path(problems: &mut Problems, pointer: &str, text: &str) -> JsonPath {
+    JsonPath::parse(text).unwrap_or_else(|message| {
+        problems.add(pointer, message);
+        JsonPath::root()
+    })
+}
+
+/// A parameter name: plain text in a query string, a dotted path into a body.
+fn param_name(problems: &mut Problems, pointer: &str, name: &str, location: ParamIn) {
+    let valid = match location {
+        ParamIn::Query => !name.trim().is_empty(),
+        ParamIn::Body => JsonPath::parse(name).is_ok_and(|p| !p.is_root()),
+    };
+    if !valid {
+        problems.add(
+            pointer,
+            format!(
+                "`{name}` is not a parameter name (in a body, a dotted path such as page.after)"
+            ),
+        );
+    }
+}
+
+fn http_url(text: &str) -> Option<Url> {
+    Url::parse(text.trim())
+        .ok()
+        .filter(|url| matches!(url.scheme(), "http" | "https"))
+        .filter(|url| url.host().is_some() && url.fragment().is_none())
+}
+
+fn compile_auth(config: AuthConfig, enabled: bool, problems: &mut Problems) -> Auth {
+    let mut required = |key: &str, value: &str| {
+        if enabled && value.trim().is_empty() {
+            problems.add(
+                &format!("/connection/auth/{key}"),
+                format!("the source is enabled but `{key}` is empty: set the variable it reads or disable the source"),
+            );
+        }
+    };
+    match config {
+        AuthConfig::None => Auth::None,
+        AuthConfig::ApiKey {
+            location,
+            name,
+            value,
+        } => {
+            required("value", &value);
+            if HeaderName::from_bytes(name.as_bytes()).is_err() || name.trim().is_empty() {
+                problems.add(
+                    "/connection/auth/name",
+                    format!("`{name}` is not a valid header or parameter name"),
+                );
+            }
+            Auth::ApiKey {
+                location,
+                name,
+                value: Secret::new(value),
+            }
+        }
+        AuthConfig::Bearer { token } => {
+            required("token", &token);
+            Auth::Bearer {
+                token: Secret::new(token),
+            }
+        }
+        AuthConfig::Basic { username, password } => {
+            required("username", &username);
+            Auth::Basic {
+                username,
+                password: Secret::new(password),
+            }
+        }
+        AuthConfig::Oauth2 {
+            token_url,
+            client_id,
+            client_secret,
+            scope,
+            client_auth,
+        } => {
+            required("client_id", &client_id);
+            required("client_secret", &client_secret);
+            let parsed = http_url(&token_url);
+            if parsed.is_none() && (enabled || !token_url.trim().is_empty()) {
+                problems.add(
+                    "/connection/auth/token_url",
+                    "token_url must be an absolute http or https URL",
+                );
+            }
+            Auth::OAuth2(OAuth2 {
+                token_url: parsed.unwrap_or_else(|| {
+                    Url::parse("http://token-url.invalid/").expect("a valid placeholder")
+                }),
+                client_id,
+                client_secret: Secret::new(client_secret),
+                scope: scope.filter(|s| !s.trim().is_empty()),
+                client_auth: client_auth.unwrap_or_default(),
+            })
+        }
+    }
+}
+
+fn compile_paging(
+    config: Option<PaginationConfig>,
+    pointer: &str,
+    method: Method,
+    query: &BTreeMap<String, Value>,
+    problems: &mut Problems,
+) -> Paging {
+    let location = |problems: &mut Problems, location: Option<Location>| match location {
+        None | Some(Location::Query) => ParamIn::Query,
+        Some(Location::Body) => {
+            if method == Method::Get {
+                problems.add(
+                    &format!("{pointer}/in"),
+                    "paging parameters can go into the body only with method: POST",
+                );
+            }
+            ParamIn::Body
+        }
+    };
+    let max = |problems: &mut Problems, value: Option<&Number>| {
+        bounded(
+            problems,
+            &format!("{pointer}/max_pages"),
+            value,
+            1..=MAX_MAX_PAGES,
+            i64::from(DEFAULT_MAX_PAGES),
+            "max_pages",
+        ) as u32
+    };
+    let optional_path = |problems: &mut Problems, key: &str, value: Option<String>| {
+        value.map(|text| path(problems, &format!("{pointer}/{key}"), &text))
+    };
+    let (pagination, max_pages) = match config {
+        None | Some(PaginationConfig::None) => (Pagination::None, 1),
+        Some(PaginationConfig::Cursor {
+            cursor_path,
+            param,
+            location: at,
+            max_pages,
+        }) => {
+            let location = location(problems, at);
+            param_name(problems, &format!("{pointer}/param"), &param, location);
+            (
+                Pagination::Cursor {
+                    cursor_path: path(problems, &format!("{pointer}/cursor_path"), &cursor_path),
+                    param,
+                    location,
+                },
+                max(problems, max_pages.as_ref()),
+            )
+        }
+        Some(PaginationConfig::Offset {
+            offset_param,
+            limit_param,
+            limit,
+            start,
+            total_path,
+            location: at,
+            max_pages,
+        }) => {
+            let location = location(problems, at);
+            let offset_param = offset_param.unwrap_or_else(|| "offset".to_owned());
+            let limit_param = limit_param.unwrap_or_else(|| "limit".to_owned());
+            param_name(
+                problems,
+                &format!("{pointer}/offset_param"),
+                &offset_param,
+                location,
+            );
+            param_name(
+                problems,
+                &format!("{pointer}/limit_param"),
+                &limit_param,
+                location,
+            );
+            let limit = bounded(
+                problems,
+                &format!("{pointer}/limit"),
+                Some(&limit),
+                1..=1_000_000,
+                100,
+                "limit",
+            );
+            let start = bounded(
+                problems,
+                &format!("{pointer}/start"),
+                start.as_ref(),
+                0..=i64::MAX,
+                0,
+                "start",
+            );
+            (
+                Pagination::Offset {
+                    offset_param,
+                    limit_param,
+                    limit: limit as u64,
+                    start: start as u64,
+                    total_path: optional_path(problems, "total_path", total_path),
+                    location,
+                },
+                max(problems, max_pages.as_ref()),
+            )
+        }
+        Some(PaginationConfig::Page {
+            page_param,
+            start,
+            page_size_param,
+            page_size,
+            total_path,
+            total_pages_path,
+            location: at,
+            max_pages,
+        }) => {
+            let location = location(problems, at);
+            let page_param = page_param.unwrap_or_else(|| "page".to_owned());
+            param_name(
+                problems,
+                &format!("{pointer}/page_param"),
+                &page_param,
+                location,
+            );
+            if let Some(name) = &page_size_param {
+                param_name(
+                    problems,
+                    &format!("{pointer}/page_size_param"),
+                    name,
+                    location,
+                );
+            }
+            if page_size_param.is_some() != page_size.is_some() {
+                problems.add(
+                    pointer,
+                    "page_size_param and page_size go together: give both or neither",
+                );
+            }
+            let page_size = page_size.as_ref().map(|size| {
+                bounded(
+                    problems,
+                    &format!("{pointer}/page_size"),
+                    Some(size),
+                    1..=1_000_000,
+                    100,
+                    "page_size",
+                ) as u64
+            });
+            let start = bounded(
+                problems,
+                &format!("{pointer}/start"),
+                start.as_ref(),
+                0..=i64::MAX,
+                1,
+                "start",
+            );
+            (
+                Pagination::Page {
+                    page_param,
+                    start: start as u64,
+                    page_size_param,
+                    page_size,
+                    total_path: optional_path(problems, "total_path", total_path),
+                    total_pages_path: optional_path(problems, "total_pages_path", total_pages_path),
+                    location,
+                },
+                max(problems, max_pages.as_ref()),
+            )
+        }
+        Some(PaginationConfig::NextUrl {
+            next_path,
+            max_pages,
+        }) => (
+            Pagination::NextUrl {
+                next_path: path(problems, &format!("{pointer}/next_path"), &next_path),
+            },
+            max(problems, max_pages.as_ref()),
+        ),
+        Some(PaginationConfig::LinkHeader { max_pages }) => {
+            (Pagination::LinkHeader, max(problems, max_pages.as_ref()))
+        }
+    };
+    if pagination.location() == ParamIn::Query {
+        for name in pagination.params() {
+            if query.contains_key(name) {
+                let query_pointer = pointer.trim_end_matches("/pagination");
+                problems.add(
+                    &format!("{query_pointer}/query/{name}"),
+                    format!(
+                        "pagination sets the query parameter `{name}`: remove it from `query:`"
+                    ),
+                );
+            }
+        }
+    }
+    Paging {
+        pagination,
+        max_pages,
+    }
+}
+
+fn compile_aggregate(
+    config: AggregateConfig,
+    dataset: Dataset,
+    pointer: &str,
+    problems: &mut Problems,
+) -> Aggregate {
+    let group_by = match (config.group_by, dataset.key_field()) {
+        (None, None) => None,
+        (Some(_), None) => {
+            problems.add(
+                &format!("{pointer}/group_by"),
+                "the summary is one row over every record: remove group_by",
+            );
+            None
+        }
+        (None, Some(key)) => {
+            problems.add(
+                pointer,
+                format!("{dataset} rows are one per {key}: add group_by with the record field that holds it"),
+            );
+            None
+        }
+        (Some(group), Some(key)) => {
+            let output = group.output.unwrap_or_else(|| key.to_owned());
+            Some(GroupBy {
+                field: path(problems, &format!("{pointer}/group_by/field"), &group.field),
+                output,
+                by_day: dataset == Dataset::Daily,
+            })
+        }
+    };
+    if config.fields.is_empty() {
+        problems.add(
+            &format!("{pointer}/fields"),
+            "declare at least one output field, e.g. events: { op: count }",
+        );
+    }
+    let mut fields = Vec::new();
+    for (name, measure) in config.fields {
+        let field_pointer = format!("{pointer}/fields/{name}");
+        let plain = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain {
+            problems.add(
+                &field_pointer,
+                format!("`{name}` is not a column name: use letters, digits and _"),
+            );
+        }
+        if group_by.as_ref().is_some_and(|g| g.output == name) {
+            problems.add(
+                &field_pointer,
+                format!("`{name}` is already the group_by column"),
+            );
+        }
+        let field = measure
+            .field
+            .as_deref()
+            .map(|text| path(problems, &format!("{field_pointer}/field"), text));
+        let measure = match (measure.op, field) {
+            (Op::Count, field) => Measure::Count(field),
+            (Op::CountDistinct, Some(field)) => Measure::CountDistinct(field),
+            (Op::Sum, Some(field)) => Measure::Sum(field),
+            (Op::Min, Some(field)) => Measure::Min(field),
+            (Op::Max, Some(field)) => Measure::Max(field),
+            (_, None) => {
+                problems.add(
+                    &field_pointer,
+                    "count_distinct, sum, min and max need the record `field` they read",
+                );
+                continue;
+            }
+        };
+        fields.push((name, measure));
+    }
+    Aggregate { group_by, fields }
+}
+
+/// Parses and checks the kind-specific parts, recording problems under their pointers.
+pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Option<RestSpec> {
+    let Some(connection) = context.connection else {
+        problems.add(
+            "/connection",
+            "a rest source needs `connection:` with at least `base_url`",
+        );
+        return None;
+    };
+    let connection: ConnectionConfig = problems.parse("/connection", connection)?;
+
+    let base_url = if connection.base_url.trim().is_empty() {
+        if context.enabled {
+            problems.add(
+                "/connection/base_url",
+                "the source is enabled but its base_url is empty: set the variable it reads or disable the source",
+            );
+        }
+        None
+    } else {
+        let parsed = http_url(&connection.base_url);
+        if parsed.is_none() {
+            problems.add(
+                "/connection/base_url",
+                "base_url must be an absolute http or https URL without a #fragment",
+            );
+        }
+        parsed
+    };
+
+    let auth = compile_auth(
+        connection.auth.unwrap_or(AuthConfig::None),
+        context.enabled,
+        problems,
+    );
+    let mut headers = Vec::new();
+    for (name, value) in connection.headers {
+        let pointer = format!("/connection/headers/{name}");
+        match HeaderName::from_bytes(name.as_bytes()) {
+            Err(_) => problems.add(&pointer, format!("`{name}` is not a valid header name")),
+            Ok(header)
+                if header == reqwest::header::AUTHORIZATION && !matches!(auth, Auth::None) =>
+            {
+                problems.add(
+                    &pointer,
+                    "auth: sets Authorization already: remove this header or use auth type none",
+                )
+            }
+            Ok(header) => {
+                if HeaderValue::from_str(&value).is_err() {
+                    problems.add(
+                        &pointer,
+                        "a header value may not contain line breaks or other control characters",
+                    );
+                }
+                headers.push((header, Secret::new(value)));
+            }
+        }
+    }
+    let request_timeout = connection.request_timeout.as_deref().map(|text| {
+        super::duration(
+            problems,
+            "/connection/request_timeout",
+            Some(text),
+            super::DEFAULT_TIMEOUT,
+        )
+    });
+    if request_timeout.is_some_and(|t| t.is_zero()) {
+        problems.add(
+            "/connection/request_timeout",
+            "request_timeout must be longer than zero",
+        );
+    }
+    let retries = bounded(
+        problems,
+        "/connection/retries",
+        connection.retries.as_ref(),
+        0..=MAX_RETRIES,
+        i64::from(DEFAULT_RETRIES),
+        "retries",
+    ) as u32;
+    let retry_backoff = super::duration(
+        problems,
+        "/connection/retry_backoff",
+        connection.retry_backoff.as_deref(),
+        DEFAULT_RETRY_BACKOFF,
+    );
+    let max_response_bytes = match &connection.max_response_bytes {
+        None => DEFAULT_MAX_RESPONSE_BYTES,
+        Some(size) => {
+            let bytes = match size {
+                Size::Bytes(bytes) => Some(*bytes),
+                Size::Text(text) => parse_size(text),
+            };
+            match bytes {
+                Some(bytes) if (MIN_RESPONSE_BYTES..=MAX_RESPONSE_BYTES).contains(&bytes) => bytes,
+                _ => {
+                    problems.add(
+                        "/connection/max_response_bytes",
+                        "max_response_bytes must be a size from 1KiB to 1GiB, e.g. 16MiB or 1048576",
+                    );
+                    DEFAULT_MAX_RESPONSE_BYTES
+                }
+            }
+        }
+    };
+    if let Some(health) = &connection.health_path {
+        if !health.starts_with('/') || health.contains('#') {
+            problems.add(
+                "/connection/health_path",
+                "health_path is a path such as /health, appended to base_url",
+            );
+        }
+    }
+
+    if !context.identifiers.is_empty() {
+        problems.add(
+            "/identifiers",
+            "identifiers are for SQL templates; a rest source has none",
+        );
+    }
+    let mut templates = RequestTemplates::new();
+    let mut queries = BTreeMap::new();
+    let mut compiled = BTreeSet::new();
+    if context.queries.is_empty() {
+        problems.add(
+            "/queries",
+            "declare at least one of summary, daily, features, clients under `queries:`",
+        );
+    }
+    for (name, query) in context.queries {
+        let pointer = format!("/queries/{name}");
+        let Some(dataset) = Dataset::parse(name) else {
+            problems.add(
+                &pointer,
+                format!("`{name}` is not a dataset: use summary, daily, features or clients"),
+            );
+            continue;
+        };
+        let Some(query) = problems.parse::<QueryConfig>(&pointer, query) else {
+            continue;
+        };
+        let method = query.method.unwrap_or(Method::Get);
+        if method == Method::Get && query.body.is_some() {
+            problems.add(
+                &format!("{pointer}/body"),
+                "a GET request has no body: use method: POST, or move the values under `query:`",
+            );
+        }
+        for header in query.headers.keys() {
+            if HeaderName::from_bytes(header.as_bytes()).is_err() {
+                problems.add(
+                    &format!("{pointer}/headers/{header}"),
+                    format!("`{header}` is not a valid header name"),
+                );
+            }
+        }
+        let records = path(
+            problems,
+            &format!("{pointer}/records"),
+            query.records.as_deref().unwrap_or(""),
+        );
+        let paging = compile_paging(
+            query.pagination,
+            &format!("{pointer}/pagination"),
+            method,
+            &query.query,
+            problems,
+        );
+        let aggregate = query.aggregate.map(|aggregate| {
+            compile_aggregate(
+                aggregate,
+                dataset,
+                &format!("{pointer}/aggregate"),
+                problems,
+            )
+        });
+        let template_problems = templates.add(
+            dataset,
+            RequestParts {
+                pointer: &pointer,
+                path: &query.path,
+                query: &query.query,
+                headers: &query.headers,
+                body: query.body.as_ref(),
+            },
+        );
+        if template_problems.is_empty() {
+            compiled.insert(dataset);
+        }
+        for (at, message) in template_problems {
+            problems.add(&at, message);
+        }
+        queries.insert(
+            dataset,
+            RestQuery {
+                method,
+                records,
+                paging,
+                aggregate,
+            },
+        );
+    }
+    let declared: BTreeSet<String> = context.filters.keys().cloned().collect();
+    let samples = super::sample_params(context.filters);
+    // Trial renders only of what compiled: a syntax error is reported once, not again as
+    // a failed render.
+    for dataset in &compiled {
+        for (at, message) in templates.check(*dataset, &declared, &samples) {
+            problems.add(&at, message);
+        }
+    }
+    Some(RestSpec {
+        datasets: queries.keys().copied().collect(),
+        connection: Arc::new(RestConnection {
+            base_url,
+            auth,
+            headers,
+            request_timeout,
+            retries,
+            retry_backoff,
+            max_response_bytes,
+            health_path: connection.health_path,
+        }),
+        queries,
+        templates: Arc::new(templates),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::{load_source, KindSpec};
+
+    fn load(yaml: &str) -> Result<RestSpec, Vec<String>> {
+        let env = |name: &str| (name == "TOKEN").then(|| "s3cr3t-token-value".to_owned());
+        match load_source(Path::new("crm.yaml"), yaml, &env) {
+            Ok(spec) => match spec.kind {
+                KindSpec::Rest(rest) => Ok(rest),
+                other => panic!("not rest: {other:?}"),
+            },
+            Err(errors) => Err(errors
+                .into_iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect()),
+        }
+    }
+
+    #[test]
+    fn a_declaration_compiles_with_its_defaults() {
+        let spec = load(
+            "id: crm\nname: CRM\nkind: rest\nconnection:\n  base_url: https://api.example.com/v1/\n  auth: { type: bearer, token: \"${TOKEN}\" }\n  max_response_bytes: 2MiB\nqueries:\n  daily:\n    path: /deals\n    records: data.items\n    pagination: { type: offset, limit: 50 }\n    aggregate:\n      group_by: { field: created_at }\n      fields: { events: { op: count } }\n",
+        )
+        .unwrap();
+        let connection = &spec.connection;
+        assert_eq!(
+            connection.base_url.as_ref().map(Url::as_str),
+            Some("https://api.example.com/v1/")
+        );
+        assert!(
+            matches!(&connection.auth, Auth::Bearer { token } if token.expose() == "s3cr3t-token-value")
+        );
+        assert_eq!(
+            (
+                connection.retries,
+                connection.retry_backoff,
+                connection.max_response_bytes
+            ),
+            (DEFAULT_RETRIES, DEFAULT_RETRY_BACKOFF, 2 * 1024 * 1024)
+        );
+        let daily = &spec.queries[&Dataset::Daily];
+        assert_eq!(daily.method, Method::Get);
+        assert_eq!(daily.records.as_str(), "data.items");
+        assert_eq!(daily.paging.max_pages, DEFAULT_MAX_PAGES);
+        assert!(matches!(
+            &daily.paging.pagination,
+            Pagination::Offset { offset_param, limit_param, limit: 50, start: 0, total_path: None, location: ParamIn::Query }
+                if offset_param == "offset" && limit_param == "limit"
+        ));
+        let group = daily.aggregate.as_ref().unwrap().group_by.as_ref().unwrap();
+        assert_eq!((group.output.as_str(), group.by_day), ("date", true));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_its_path_without_secrets() {
+        let errors = load(
+            "id: crm\nname: CRM\nkind: rest\nidentifiers: [events]\nconnection:\n  base_url: \"not a url ${TOKEN}\"\n  auth: { type: oauth2, token_url: nowhere, client_id: \"\", client_secret: \"${TOKEN}\" }\n  headers: { Authorization: x }\nqueries:\n  summary:\n    path: /s\n    aggregate:\n      group_by: { field: day }\n      fields: { \"bad name\": { op: count } }\n  daily:\n    method: POST\n    path: /d\n    query: { page: 1 }\n    pagination: { type: page, page_size: 10 }\n",
+        )
+        .unwrap_err();
+        let shown = errors.join("\n");
+        for path in [
+            "/identifiers",
+            "/connection/base_url",
+            "/connection/auth/token_url",
+            "/connection/auth/client_id",
+            "/connection/headers/Authorization",
+            "/queries/summary/aggregate/group_by",
+            "/queries/summary/aggregate/fields: \"bad name\"",
+            "/queries/daily/pagination: page_size_param and page_size go together",
+            "/queries/daily/query/page",
+        ] {
+            assert!(shown.contains(path), "{path} missing in:\n{shown}");
+        }
+        assert!(!shown.contains("s3cr3t-token-value"), "{shown}");
+    }
+}

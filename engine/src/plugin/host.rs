@@ -1,0 +1,193 @@
+//! The state behind one plugin instance's store, and the host functions its world imports:
+//! `http` (through [`super::http::HttpGate`]), `log` and `clock`. WASI is granted with an
+//! empty context: no arguments, environment, preopened directories or network, and stdout
+//! and stderr captured into a small buffer the hub logs when the plugin fails.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{clock, http, log, types};
+use super::http::{CallTally, HttpGate};
+use super::sandbox::Limits;
+use crate::config::redact;
+
+/// How much of the guest's stdout/stderr is kept (the tail of a panic message is enough).
+const OUTPUT_CAPACITY: usize = 16 * 1024;
+/// Log lines one call may write before the rest are dropped.
+const MAX_LOG_LINES_PER_CALL: u32 = 200;
+/// Longest log message or field value kept, in bytes.
+const MAX_LOG_TEXT: usize = 2048;
+
+/// Per-call state: reset at the start of every call into the guest.
+#[derive(Debug)]
+pub(crate) struct Call {
+    pub(crate) deadline: Instant,
+    pub(crate) http: CallTally,
+    log_lines: u32,
+}
+
+impl Call {
+    pub(crate) fn new(deadline: Instant) -> Call {
+        Call {
+            deadline,
+            http: CallTally::default(),
+            log_lines: 0,
+        }
+    }
+}
+
+/// Everything the host functions of one instance need.
+pub(crate) struct HostState {
+    pub(crate) source: Arc<str>,
+    secrets: Arc<Vec<String>>,
+    http: Arc<HttpGate>,
+    runtime: tokio::runtime::Handle,
+    started: Instant,
+    pub(crate) call: Call,
+    pub(crate) limits: Limits,
+    output: MemoryOutputPipe,
+    wasi: WasiCtx,
+    table: ResourceTable,
+}
+
+impl HostState {
+    pub(crate) fn new(
+        source: Arc<str>,
+        secrets: Arc<Vec<String>>,
+        http: Arc<HttpGate>,
+        runtime: tokio::runtime::Handle,
+        memory_bytes: usize,
+    ) -> HostState {
+        let output = MemoryOutputPipe::new(OUTPUT_CAPACITY);
+        // Nothing inherited: no args, env, preopens, stdin; sockets are refused by the
+        // default address check. stdout and stderr go to a bounded in-memory pipe.
+        let wasi = WasiCtx::builder()
+            .stdout(output.clone())
+            .stderr(output.clone())
+            .allow_ip_name_lookup(false)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .build();
+        HostState {
+            source,
+            secrets,
+            http,
+            runtime,
+            started: Instant::now(),
+            call: Call::new(Instant::now()),
+            limits: Limits::new(memory_bytes),
+            output,
+            wasi,
+            table: ResourceTable::new(),
+        }
+    }
+
+    /// What the guest printed to stdout/stderr (e.g. a panic message), redacted and
+    /// trimmed to its last lines.
+    pub(crate) fn output(&self) -> String {
+        let bytes = self.output.contents();
+        let text = String::from_utf8_lossy(&bytes);
+        redact(text.trim(), &self.secrets)
+    }
+
+    fn clean(&self, text: &str) -> String {
+        let mut text = redact(text, &self.secrets);
+        if text.len() > MAX_LOG_TEXT {
+            let mut cut = MAX_LOG_TEXT;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text.truncate(cut);
+            text.push('…');
+        }
+        text
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl http::Host for HostState {
+    fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
+        let HostState {
+            http,
+            runtime,
+            call,
+            ..
+        } = self;
+        http.send(runtime, request, call.deadline, &mut call.http)
+    }
+}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
+        self.call.log_lines += 1;
+        if self.call.log_lines > MAX_LOG_LINES_PER_CALL {
+            if self.call.log_lines == MAX_LOG_LINES_PER_CALL + 1 {
+                tracing::warn!(plugin = %self.source, "plugin log lines past {MAX_LOG_LINES_PER_CALL} in one call are dropped");
+            }
+            return;
+        }
+        let message = self.clean(&message);
+        let fields = fields
+            .iter()
+            .take(32)
+            .map(|(key, value)| format!("{}={}", self.clean(key), self.clean(value)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let source = &*self.source;
+        match level {
+            log::Level::Trace => tracing::trace!(plugin = source, %fields, "{message}"),
+            log::Level::Debug => tracing::debug!(plugin = source, %fields, "{message}"),
+            log::Level::Info => tracing::info!(plugin = source, %fields, "{message}"),
+            log::Level::Warn => tracing::warn!(plugin = source, %fields, "{message}"),
+            log::Level::Error => tracing::error!(plugin = source, %fields, "{message}"),
+        }
+    }
+}
+
+impl clock::Host for HostState {
+    fn monotonic_now(&mut self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn now(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::sandbox::Sandbox;
+
+    #[tokio::test]
+    async fn logged_text_is_redacted_and_bounded() {
+        let gate = HttpGate::new("crm", &Sandbox::default()).unwrap();
+        let state = HostState::new(
+            "crm".into(),
+            Arc::new(vec!["hunter2-secret".to_owned()]),
+            Arc::new(gate),
+            tokio::runtime::Handle::current(),
+            1 << 20,
+        );
+        assert_eq!(state.clean("token=hunter2-secret ok"), "token=*** ok");
+        let long = state.clean(&"é".repeat(MAX_LOG_TEXT));
+        assert!(long.len() <= MAX_LOG_TEXT + '…'.len_utf8());
+        assert!(long.ends_with('…'));
+    }
+}

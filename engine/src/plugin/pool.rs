@@ -1,0 +1,304 @@
+//! The instances of one plugin source and the calls into them.
+//!
+//! Each instance lives in its own `Store`, is initialized once with the source's `config:`
+//! and then reused call after call; no guest state is ever shared between sources. A call
+//! that traps (panic, memory limit, deadline) discards its instance, and the next call
+//! starts and initializes a fresh one.
+//!
+//! Concurrency: a small pool (`sandbox.instances`, default 2) rather than one instance
+//! behind a lock. A plugin spends most of a call waiting on its remote service, so with a
+//! single instance one slow request (say, 90 days of Salesforce paging) would hold up
+//! every other window the dashboard asks for; the per-source cache already merges
+//! identical requests, so the pool only serves different ones. It stays small because each
+//! instance may use up to the memory limit and multiplies load on the remote API. A call
+//! waits for a free instance (within the source's timeout), creates one lazily if none is
+//! idle, and runs on tokio's blocking pool: guest code is synchronous, and a runaway guest
+//! must occupy a blocking thread until its epoch deadline, never a runtime worker.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wasmtime::{Store, Trap};
+
+use super::bindings::types::{self, ConfigEntry};
+use super::bindings::DataSource;
+use super::host::{Call, HostState};
+use super::http::HttpGate;
+use super::sandbox::Sandbox;
+use super::{Plugin, PluginError, Runtime, EPOCH_TICK};
+use crate::config::redact;
+use crate::sources::SourceError;
+
+/// One initialized instance.
+struct Instance {
+    store: Store<HostState>,
+    bindings: DataSource,
+}
+
+/// The instances of one source.
+pub struct Pool {
+    source: Arc<str>,
+    runtime: Arc<Runtime>,
+    plugin: Arc<Plugin>,
+    config: Arc<Vec<ConfigEntry>>,
+    secrets: Arc<Vec<String>>,
+    http: Arc<HttpGate>,
+    memory_bytes: usize,
+    deadline: Duration,
+    handle: tokio::runtime::Handle,
+    // A std Mutex: held only to push or pop, never across a call or an await.
+    idle: Mutex<Vec<Instance>>,
+    permits: Arc<Semaphore>,
+}
+
+/// What to call in an instance.
+enum Export {
+    Fetch(types::QueryParams),
+    Health,
+}
+
+impl Pool {
+    /// A pool for `plugin` with the source's settings; no instance is created yet. Must be
+    /// called within a tokio runtime (HTTP from guests runs on it).
+    pub fn new(
+        source: &str,
+        runtime: Arc<Runtime>,
+        plugin: Arc<Plugin>,
+        config: Vec<(String, String)>,
+        secrets: Arc<Vec<String>>,
+        sandbox: &Sandbox,
+        deadline: Duration,
+    ) -> Result<Arc<Pool>, SourceError> {
+        let http = HttpGate::new(source, sandbox)
+            .map_err(|err| SourceError::Connect(format!("cannot set up plugin HTTP: {err}")))?;
+        Ok(Arc::new(Pool {
+            source: source.into(),
+            runtime,
+            plugin,
+            config: Arc::new(
+                config
+                    .into_iter()
+                    .map(|(key, value)| ConfigEntry { key, value })
+                    .collect(),
+            ),
+            secrets,
+            http: Arc::new(http),
+            memory_bytes: sandbox.memory_bytes,
+            deadline,
+            handle: tokio::runtime::Handle::current(),
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(sandbox.instances.max(1))),
+        }))
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes sure one instance is up (instantiated and initialized), so that start-up
+    /// reports a broken plugin or configuration at once.
+    pub async fn warm_up(self: &Arc<Self>) -> Result<(), SourceError> {
+        self.run(None).await.map(drop)
+    }
+
+    /// Calls `fetch-metrics`.
+    pub async fn fetch(
+        self: &Arc<Self>,
+        params: types::QueryParams,
+    ) -> Result<types::Metrics, SourceError> {
+        match self.run(Some(Export::Fetch(params))).await? {
+            Some(metrics) => Ok(metrics),
+            None => unreachable!("a fetch call returns metrics"),
+        }
+    }
+
+    /// Calls `health-check`.
+    pub async fn health(self: &Arc<Self>) -> Result<(), SourceError> {
+        self.run(Some(Export::Health)).await.map(drop)
+    }
+
+    /// Calls `cleanup` on every idle instance and drops them all.
+    pub async fn cleanup(self: &Arc<Self>) {
+        let instances: Vec<Instance> = std::mem::take(&mut *self.idle());
+        let pool = self.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for mut instance in instances {
+                pool.arm(&mut instance.store, Duration::from_secs(1));
+                if let Err(err) = instance.bindings.call_cleanup(&mut instance.store) {
+                    tracing::warn!(source = %pool.source, "plugin cleanup trapped: {err:#}");
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Takes an instance (waiting for a permit), runs `export` on the blocking pool, and
+    /// puts the instance back unless it trapped.
+    async fn run(
+        self: &Arc<Self>,
+        export: Option<Export>,
+    ) -> Result<Option<types::Metrics>, SourceError> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| SourceError::Connect("the plugin pool is closed".into()))?;
+        let pool = self.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            // Held until the guest is done, even when the caller gave up waiting.
+            let _permit = permit;
+            let popped = pool.idle().pop();
+            let mut instance = match popped {
+                Some(instance) => instance,
+                None => pool.start()?,
+            };
+            let outcome = match export {
+                None => Ok(None),
+                Some(Export::Fetch(params)) => pool
+                    .call(&mut instance, |bindings, store| {
+                        bindings.call_fetch_metrics(store, &params)
+                    })
+                    .map(Some),
+                Some(Export::Health) => pool
+                    .call(&mut instance, |bindings, store| {
+                        bindings.call_health_check(store)
+                    })
+                    .map(|()| None),
+            };
+            match outcome {
+                Err(Failure::Trapped(err)) => Err(err),
+                Err(Failure::Refused(err)) => {
+                    pool.idle().push(instance);
+                    Err(err)
+                }
+                Ok(value) => {
+                    pool.idle().push(instance);
+                    Ok(value)
+                }
+            }
+        });
+        match task.await {
+            Ok(outcome) => outcome,
+            Err(err) => Err(PluginError::Trap(format!("the host task failed: {err}")).into()),
+        }
+    }
+
+    /// Sets the store's epoch deadline and the call's wall-clock deadline.
+    fn arm(&self, store: &mut Store<HostState>, limit: Duration) {
+        let ticks = limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
+        // One tick more: the current tick may be about to end.
+        store.set_epoch_deadline(ticks + 1);
+        store.data_mut().call = Call::new(Instant::now() + limit);
+    }
+
+    /// Instantiates and initializes a fresh instance.
+    fn start(&self) -> Result<Instance, SourceError> {
+        let state = HostState::new(
+            self.source.clone(),
+            self.secrets.clone(),
+            self.http.clone(),
+            self.handle.clone(),
+            self.memory_bytes,
+        );
+        let mut store = Store::new(self.runtime.engine(), state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_trap();
+        self.arm(&mut store, self.deadline);
+        let bindings = match self.plugin.pre.instantiate(&mut store) {
+            Ok(bindings) => bindings,
+            Err(err) => return Err(self.trapped(&store, err)),
+        };
+        let mut instance = Instance { store, bindings };
+        let config = self.config.clone();
+        match self.call(&mut instance, |bindings, store| {
+            bindings.call_initialize(store, &config)
+        }) {
+            Ok(()) => {
+                tracing::debug!(source = %self.source, "plugin instance initialized");
+                Ok(instance)
+            }
+            // A refused configuration is not retried on this instance: the next call
+            // starts over, so a fixed environment (e.g. a rotated secret) is picked up.
+            Err(Failure::Trapped(err) | Failure::Refused(err)) => Err(err),
+        }
+    }
+
+    /// Runs one export under the deadline and classifies what came back.
+    fn call<T>(
+        &self,
+        instance: &mut Instance,
+        run: impl FnOnce(
+            &DataSource,
+            &mut Store<HostState>,
+        ) -> wasmtime::Result<Result<T, types::SourceError>>,
+    ) -> Result<T, Failure> {
+        self.arm(&mut instance.store, self.deadline);
+        let outcome = run(&instance.bindings, &mut instance.store);
+        match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(reported)) => Err(Failure::Refused(self.reported(&instance.store, reported))),
+            Err(err) => Err(Failure::Trapped(self.trapped(&instance.store, err))),
+        }
+    }
+
+    /// An error the plugin returned. When the host refused one of its requests during the
+    /// call, that refusal is the clearer cause and is reported instead.
+    fn reported(&self, store: &Store<HostState>, reported: types::SourceError) -> SourceError {
+        let tally = &store.data().call.http;
+        if let Some(why) = &tally.denied {
+            return PluginError::Denied(why.clone()).into();
+        }
+        if let Some(limit) = tally.too_large {
+            return SourceError::TooLarge(limit);
+        }
+        if tally.too_many {
+            return PluginError::TooManyRequests(self.http_limit()).into();
+        }
+        let clean = |text: String| redact(&text, &self.secrets);
+        match reported {
+            types::SourceError::Auth(message) => SourceError::Auth(clean(message)),
+            types::SourceError::RateLimited(seconds) => SourceError::RateLimited {
+                retry_after: seconds.map(|s| Duration::from_secs(u64::from(s))),
+            },
+            types::SourceError::Upstream(message) => PluginError::Upstream(clean(message)).into(),
+            types::SourceError::InvalidConfig(message) => {
+                PluginError::InvalidConfig(clean(message)).into()
+            }
+            types::SourceError::Internal(message) => PluginError::Internal(clean(message)).into(),
+        }
+    }
+
+    fn http_limit(&self) -> u32 {
+        self.http.max_requests()
+    }
+
+    /// A trap: out of memory, past the deadline, or a crash. Logs what the guest printed.
+    fn trapped(&self, store: &Store<HostState>, err: wasmtime::Error) -> SourceError {
+        let state = store.data();
+        let output = state.output();
+        let error = if state.limits.memory_exhausted {
+            PluginError::OutOfMemory(self.memory_bytes)
+        } else if err.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            PluginError::Deadline(self.deadline)
+        } else {
+            PluginError::Trap(redact(&format!("{err:#}"), &self.secrets))
+        };
+        tracing::warn!(
+            source = %self.source,
+            guest_output = %output,
+            "plugin instance discarded: {error}"
+        );
+        error.into()
+    }
+}
+
+/// How a call failed: `Trapped` discards the instance, `Refused` (an error the plugin
+/// returned) keeps it.
+enum Failure {
+    Trapped(SourceError),
+    Refused(SourceError),
+}

@@ -1,0 +1,152 @@
+//! What one plugin source may use: memory, time per call, outbound hosts, response sizes and
+//! request counts. Values come from the source's `connection.sandbox` in YAML; every limit
+//! has a safe default, and each is enforced by the host, never by the plugin's goodwill.
+
+use std::time::Duration;
+
+use wasmtime::ResourceLimiter;
+
+use super::http::Allowlist;
+
+/// Default cap of one plugin instance's linear memory.
+pub const DEFAULT_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// Default cap of one HTTP response body a plugin receives.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+/// Default cap of outbound requests during one call (a whole `fetch-metrics`, paging included).
+pub const DEFAULT_MAX_REQUESTS_PER_CALL: u32 = 100;
+/// Default number of instances per source; see [`super::pool`] for why more than one.
+pub const DEFAULT_INSTANCES: usize = 2;
+/// Table elements a plugin may grow to: far above what compiled Rust or Python needs.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// The validated sandbox of one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sandbox {
+    /// Where outbound HTTP may go; empty means nowhere.
+    pub allowed_hosts: Allowlist,
+    /// Cap of each linear memory of an instance, in bytes.
+    pub memory_bytes: usize,
+    /// Wall-clock time one call may run, guest code and host calls together. `None`: the
+    /// source's `timeout`.
+    pub cpu_deadline: Option<Duration>,
+    /// Cap of one response body; longer bodies are cut off while streaming.
+    pub max_response_bytes: u64,
+    /// Outbound requests one call may make.
+    pub max_requests_per_call: u32,
+    /// Instances kept per source (each initialized once and reused).
+    pub instances: usize,
+    /// Let host names that resolve to loopback, private or link-local addresses through.
+    /// Off by default, so that a name on the allowlist cannot be pointed (by DNS) at an
+    /// internal service. IP literals on the allowlist are explicit and always honoured.
+    pub allow_private_addresses: bool,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox {
+            allowed_hosts: Allowlist::default(),
+            memory_bytes: DEFAULT_MEMORY_BYTES,
+            cpu_deadline: None,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_requests_per_call: DEFAULT_MAX_REQUESTS_PER_CALL,
+            instances: DEFAULT_INSTANCES,
+            allow_private_addresses: false,
+        }
+    }
+}
+
+/// The store's resource limiter: a memory cap that traps instead of failing quietly, and
+/// remembers that it fired so the trap can be reported as "out of memory".
+pub(crate) struct Limits {
+    memory_bytes: usize,
+    /// Set when a memory grow was refused.
+    pub(crate) memory_exhausted: bool,
+}
+
+impl Limits {
+    pub(crate) fn new(memory_bytes: usize) -> Limits {
+        Limits {
+            memory_bytes,
+            memory_exhausted: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limits {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_bytes {
+            self.memory_exhausted = true;
+            // An error, not `Ok(false)`: a guest that ignores a failed grow would go on in
+            // an inconsistent state; trapping ends the call and discards the instance.
+            wasmtime::bail!(
+                "the plugin tried to grow its memory to {desired} bytes, over its limit of {}",
+                self.memory_bytes
+            );
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            wasmtime::bail!("the plugin tried to grow a table to {desired} elements");
+        }
+        Ok(true)
+    }
+}
+
+/// Parses a byte size as YAML writes it: `65536`, `512KiB`, `64MiB`, `1GiB` (also KB, MB,
+/// GB as powers of 1000).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_read_binary_and_decimal_units() {
+        assert_eq!(parse_size("65536"), Some(65536));
+        assert_eq!(parse_size("64MiB"), Some(64 << 20));
+        assert_eq!(parse_size("16 KiB"), Some(16 << 10));
+        assert_eq!(parse_size("2MB"), Some(2_000_000));
+        assert_eq!(parse_size("1.5MiB"), None);
+        assert_eq!(parse_size("MiB"), None);
+        assert_eq!(parse_size("5 parsecs"), None);
+    }
+
+    #[test]
+    fn the_memory_limit_refuses_and_remembers() {
+        let mut limits = Limits::new(1 << 20);
+        assert!(limits.memory_growing(0, 1 << 20, None).unwrap());
+        assert!(!limits.memory_exhausted);
+        assert!(limits.memory_growing(1 << 20, 2 << 20, None).is_err());
+        assert!(limits.memory_exhausted);
+    }
+}

@@ -1,0 +1,141 @@
+//! The `metrics-hub` binary and WebAssembly plugins: `plugin check` and what `validate`
+//! says about `kind: wasm` sources. Needs the plugins built (plugins/build.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn hub(cache: &Path) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_metrics-hub"));
+    command.env("METRICS_HUB_PLUGIN_CACHE", cache);
+    command
+}
+
+fn component(name: &str) -> PathBuf {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .join("plugins/target/wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "{} is missing: run plugins/build.sh",
+        path.display()
+    );
+    path
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn plugin_check_prints_the_world_and_uses_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let plugin = component("test_trivial");
+    let first = hub(cache.path())
+        .args(["plugin", "check"])
+        .arg(&plugin)
+        .output()
+        .unwrap();
+    let out = text(&first);
+    assert!(first.status.success(), "{out}");
+    assert!(
+        out.contains("implements metrics-hub:source/data-source"),
+        "{out}"
+    );
+    assert!(out.contains(", compiled)"), "{out}");
+    for line in [
+        "initialize: func(config)",
+        "fetch-metrics: func(params)",
+        "health-check: func()",
+        "cleanup: func()",
+        "metrics-hub:source/clock@0.1.0: instance { monotonic-now }",
+    ] {
+        assert!(out.contains(line), "{line} missing in:\n{out}");
+    }
+    let second = hub(cache.path())
+        .args(["plugin", "check"])
+        .arg(&plugin)
+        .output()
+        .unwrap();
+    assert!(
+        text(&second).contains("precompiled artefact from the cache"),
+        "{}",
+        text(&second)
+    );
+}
+
+#[test]
+fn plugin_check_refuses_what_is_not_a_plugin() {
+    let cache = tempfile::tempdir().unwrap();
+    let bogus = cache.path().join("bogus.wasm");
+    std::fs::write(&bogus, "hello").unwrap();
+    let output = hub(cache.path())
+        .args(["plugin", "check"])
+        .arg(&bogus)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("not a valid WebAssembly component"),
+        "{}",
+        text(&output)
+    );
+}
+
+#[test]
+fn validate_loads_every_wasm_component() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let source = |id: &str, enabled: bool, component: &Path| {
+        format!(
+            "id: {id}\nname: {id}\nkind: wasm\nenabled: {enabled}\nconnection:\n  component: {}\n",
+            component.display()
+        )
+    };
+    std::fs::write(
+        dir.path().join("good.yaml"),
+        source("good", true, &component("test_trivial")),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("later.yaml"),
+        source("later", false, Path::new("not-built-yet.wasm")),
+    )
+    .unwrap();
+    let output = hub(cache.path())
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(
+        output.status.success(),
+        "a disabled source only warns: {out}"
+    );
+    assert!(out.contains("(good, wasm, enabled)"), "{out}");
+    assert!(
+        out.contains("warn ") && out.contains("later.yaml: at /connection/component"),
+        "{out}"
+    );
+
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        source("broken", true, Path::new("not-built-yet.wasm")),
+    )
+    .unwrap();
+    let output = hub(cache.path())
+        .arg("validate")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let out = text(&output);
+    assert!(!output.status.success(), "{out}");
+    assert!(
+        out.contains("error ")
+            && out.contains("broken.yaml: at /connection/component: cannot load plugin"),
+        "{out}"
+    );
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Builds every plugin of this workspace into a WebAssembly component (wasm32-wasip2), the
+# recipe of ../../shared/reference/wasm-guest-toolchain.md: Debian's Rust 1.96 with its
+# matching std source (build-std), lld-22 and Debian's wasi-libc. Installs those packages
+# with apt when they are missing, so a fresh machine needs nothing by hand.
+#
+#   plugins/build.sh                 every plugin
+#   plugins/build.sh -p test-trivial one (any cargo build arguments pass through)
+#
+# Components land in plugins/target/wasm32-wasip2/release/NAME.wasm (dashes become
+# underscores: test-trivial -> test_trivial.wasm), whatever CARGO_TARGET_DIR the caller set.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here"
+
+packages=(rustc-web cargo-web rust-web-src rust-web-llvm lld-22 wasi-libc)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "==> installing the wasm guest toolchain: ${missing[*]}"
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
+  # Wait for a concurrent apt run instead of failing on its lock.
+  $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+    --no-install-recommends "${missing[@]}"
+fi
+
+# Debian's compiler, never rustup's proxies: the std source must match rustc exactly.
+# RUSTC_BOOTSTRAP unlocks build-std (set in .cargo/config.toml) on this stable compiler.
+export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1
+export CARGO_TARGET_DIR="$here/target"
+unset RUSTFLAGS CARGO_BUILD_TARGET RUSTUP_TOOLCHAIN
+/usr/bin/cargo build --release --locked --target wasm32-wasip2 "${@:---workspace}"
+
+out="$CARGO_TARGET_DIR/wasm32-wasip2/release"
+echo "==> components in $out:"
+ls -l "$out"/*.wasm

@@ -1,0 +1,239 @@
+//! Metrics Hub source plugin for Salesforce CRM, a component of the `data-source` world.
+//!
+//! - [`settings`]: the YAML `config:` entries (instance URL, API version, client id and
+//!   secret), checked at `initialize`.
+//! - [`api`]: OAuth 2.0 client credentials, authorized GETs that re-authenticate once on
+//!   401 INVALID_SESSION_ID, SOQL paging through `nextRecordsUrl`, error arrays -> `source-error`.
+//! - [`soql`]: the queries, built from the request window.
+//! - [`metrics`]: answers -> the unified model (contacts -> users, opportunities -> events,
+//!   accounts -> clients).
+//! - [`host`]: the imports as a trait, so everything above is unit-tested natively with
+//!   `cargo test`; only this file touches the generated import functions.
+//!
+//! All HTTP goes through the host's `http.send`, which enforces the source's `allowed_hosts`.
+
+pub mod api;
+pub mod dates;
+pub mod host;
+pub mod metrics;
+pub mod settings;
+pub mod soql;
+
+use std::cell::RefCell;
+
+use crate::api::Client;
+use crate::dates::Date;
+use crate::host::Host;
+use crate::metrics_hub::source::http::{HttpError, Request, Response};
+use crate::metrics_hub::source::log::Level;
+use crate::metrics_hub::source::{clock, http, log};
+use crate::settings::Settings;
+use crate::soql::{Queries, Window};
+
+wit_bindgen::generate!({
+    world: "data-source",
+    path: "../../wit",
+    additional_derives: [PartialEq],
+});
+
+/// One initialized source: its API client and the token it holds.
+pub struct Plugin {
+    client: Client,
+}
+
+impl Plugin {
+    pub fn new(settings: Settings) -> Plugin {
+        Plugin {
+            client: Client::new(settings),
+        }
+    }
+
+    /// Runs every query for the window and maps the answers.
+    pub fn fetch_metrics(
+        &mut self,
+        host: &mut dyn Host,
+        params: &QueryParams,
+    ) -> Result<Metrics, SourceError> {
+        let window = window(params)?;
+        let queries = Queries::for_window(&window);
+        let mut run = |soql: &str| self.client.query(host, soql);
+        let answers = metrics::Answers {
+            new_contacts: run(&queries.new_contacts)?,
+            opportunity_totals: run(&queries.opportunity_totals)?,
+            opportunity_outcomes: run(&queries.opportunity_outcomes)?,
+            daily_contacts: run(&queries.daily_contacts)?,
+            daily_opportunities: run(&queries.daily_opportunities)?,
+            client_opportunities: run(&queries.client_opportunities)?,
+            contacts_per_account: run(&queries.contacts_per_account)?,
+        };
+        metrics::metrics(&answers)
+    }
+
+    pub fn health_check(&mut self, host: &mut dyn Host) -> Result<(), SourceError> {
+        self.client.check_limits(host)
+    }
+
+    pub fn cleanup(&mut self) {
+        self.client.forget_session();
+    }
+}
+
+/// The hub sends validated dates; anything else is a bug on one side of the contract.
+fn window(params: &QueryParams) -> Result<Window, SourceError> {
+    let parse = |text: &str| {
+        Date::parse(text).ok_or_else(|| {
+            SourceError::Internal(format!("the hub sent an unreadable date `{text}`"))
+        })
+    };
+    let (start, end) = (parse(&params.start_date)?, parse(&params.end_date)?);
+    if start > end {
+        return Err(SourceError::Internal(format!(
+            "the window {start}..{end} ends before it starts"
+        )));
+    }
+    Ok(Window { start, end })
+}
+
+/// The real imports.
+struct WasmHost;
+
+impl Host for WasmHost {
+    fn send(&mut self, request: &Request) -> Result<Response, HttpError> {
+        http::send(request)
+    }
+
+    fn log(&mut self, level: Level, message: &str, fields: &[(String, String)]) {
+        log::log(level, message, fields)
+    }
+
+    fn monotonic_now(&mut self) -> u64 {
+        clock::monotonic_now()
+    }
+}
+
+thread_local! {
+    /// The source's state between calls; the hub never shares an instance across sources.
+    static PLUGIN: RefCell<Option<Plugin>> = const { RefCell::new(None) };
+}
+
+fn with_plugin<T>(
+    call: impl FnOnce(&mut Plugin) -> Result<T, SourceError>,
+) -> Result<T, SourceError> {
+    PLUGIN.with_borrow_mut(|plugin| match plugin {
+        Some(plugin) => call(plugin),
+        None => Err(SourceError::Internal("called before initialize".into())),
+    })
+}
+
+struct Component;
+
+impl Guest for Component {
+    fn initialize(config: Vec<ConfigEntry>) -> Result<(), SourceError> {
+        let settings = Settings::from_entries(&config)?;
+        log::log(
+            Level::Info,
+            "Salesforce plugin initialized",
+            &[
+                ("instance_url".into(), settings.instance_url.clone()),
+                ("api_version".into(), settings.api_version.clone()),
+            ],
+        );
+        PLUGIN.set(Some(Plugin::new(settings)));
+        Ok(())
+    }
+
+    fn fetch_metrics(params: QueryParams) -> Result<Metrics, SourceError> {
+        with_plugin(|plugin| plugin.fetch_metrics(&mut WasmHost, &params))
+    }
+
+    fn health_check() -> Result<(), SourceError> {
+        with_plugin(|plugin| plugin.health_check(&mut WasmHost))
+    }
+
+    fn cleanup() {
+        PLUGIN.with_borrow_mut(|plugin| {
+            if let Some(plugin) = plugin {
+                plugin.cleanup();
+            }
+            *plugin = None;
+        });
+    }
+}
+
+export!(Component);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::testing::{json, FakeHost};
+
+    fn params(start: &str, end: &str) -> QueryParams {
+        QueryParams {
+            days: 0,
+            start_date: start.into(),
+            end_date: end.into(),
+            filters: vec![],
+        }
+    }
+
+    fn plugin() -> Plugin {
+        Plugin::new(Settings {
+            instance_url: "https://acme.my.salesforce.com".into(),
+            api_version: "62.0".into(),
+            client_id: "id".into(),
+            client_secret: "secret".into(),
+        })
+    }
+
+    #[test]
+    fn a_fetch_runs_every_query_over_the_window() {
+        let mut host = FakeHost::new(|request| {
+            if request.url.ends_with("/token") {
+                return json(
+                    200,
+                    r#"{"access_token":"t","instance_url":"https://acme.my.salesforce.com"}"#,
+                );
+            }
+            let q = request.url.split("q=").nth(1).unwrap_or_default();
+            if q.contains("COUNT_DISTINCT") {
+                json(
+                    200,
+                    r#"{"totalSize":1,"done":true,"records":[{"opportunities":0,"accounts":0}]}"#,
+                )
+            } else {
+                json(200, r#"{"totalSize":0,"done":true,"records":[]}"#)
+            }
+        });
+        let metrics = plugin()
+            .fetch_metrics(&mut host, &params("2026-01-01", "2026-01-31"))
+            .unwrap();
+        assert_eq!(metrics.summary.unwrap().total_events, 0);
+        assert_eq!(metrics.features, None);
+        // One token, seven queries, each bounded by the window.
+        assert_eq!(host.requests.len(), 8);
+        for request in &host.requests[1..] {
+            assert!(
+                request.url.contains("2026-01-01T00%3A00%3A00Z"),
+                "{}",
+                request.url
+            );
+            assert!(
+                request.url.contains("2026-02-01T00%3A00%3A00Z"),
+                "{}",
+                request.url
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_window_is_an_internal_error() {
+        let mut host = FakeHost::new(|_| json(500, ""));
+        for (start, end) in [("2026-02-30", "2026-03-01"), ("2026-03-02", "2026-03-01")] {
+            let error = plugin()
+                .fetch_metrics(&mut host, &params(start, end))
+                .unwrap_err();
+            assert!(matches!(error, SourceError::Internal(_)), "{error:?}");
+        }
+        assert!(host.requests.is_empty());
+    }
+}
