@@ -60,12 +60,6 @@ enum CredentialsConfig {
     NoCredentials {},
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QueryConfig {
-    sql: String,
-}
-
 /// How the source authenticates to BigQuery.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Credentials {
@@ -256,37 +250,7 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
         }
     };
 
-    let mut templates = QueryTemplates::new(Placeholder::Named, context.identifiers.clone());
-    let mut datasets = BTreeSet::new();
-    if context.queries.is_empty() {
-        problems.add(
-            "/queries",
-            "declare at least one of summary, daily, features, clients under `queries:`",
-        );
-    }
-    for (name, query) in context.queries {
-        let pointer = format!("/queries/{name}");
-        let Some(dataset) = Dataset::parse(name) else {
-            problems.add(
-                &pointer,
-                format!("`{name}` is not a dataset: use summary, daily, features or clients"),
-            );
-            continue;
-        };
-        let Some(query) = problems.parse::<QueryConfig>(&pointer, query) else {
-            continue;
-        };
-        match templates.add(dataset.as_str(), &query.sql) {
-            Ok(()) => {
-                datasets.insert(dataset);
-            }
-            Err(err) => problems.add(
-                &format!("{pointer}/sql"),
-                format!("the template does not compile: {err}"),
-            ),
-        }
-    }
-    super::check_query_templates(&templates, &datasets, context.filters, "sql", problems);
+    let (templates, datasets) = super::compile_sql_queries(context, Placeholder::Named, problems);
 
     Some(BigquerySpec {
         project,

@@ -818,6 +818,55 @@ pub(crate) fn sample_params(filters: &BTreeMap<String, FilterSpec>) -> [QueryPar
     [bare, full]
 }
 
+/// One query of a kind whose queries are SQL templates (sql, bigquery).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlQueryConfig {
+    sql: String,
+}
+
+/// Compiles `queries.DATASET.sql` templates for the given placeholder style and runs the
+/// load-time template checks; returns the templates and the datasets that compiled.
+pub(crate) fn compile_sql_queries(
+    context: &KindContext<'_>,
+    placeholder: crate::template::Placeholder,
+    problems: &mut Problems,
+) -> (crate::template::QueryTemplates, BTreeSet<Dataset>) {
+    let mut templates =
+        crate::template::QueryTemplates::new(placeholder, context.identifiers.clone());
+    let mut datasets = BTreeSet::new();
+    if context.queries.is_empty() {
+        problems.add(
+            "/queries",
+            "declare at least one of summary, daily, features, clients under `queries:`",
+        );
+    }
+    for (name, query) in context.queries {
+        let pointer = format!("/queries/{name}");
+        let Some(dataset) = Dataset::parse(name) else {
+            problems.add(
+                &pointer,
+                format!("`{name}` is not a dataset: use summary, daily, features or clients"),
+            );
+            continue;
+        };
+        let Some(query) = problems.parse::<SqlQueryConfig>(&pointer, query) else {
+            continue;
+        };
+        match templates.add(dataset.as_str(), &query.sql) {
+            Ok(()) => {
+                datasets.insert(dataset);
+            }
+            Err(err) => problems.add(
+                &format!("{pointer}/sql"),
+                format!("the template does not compile: {err}"),
+            ),
+        }
+    }
+    check_query_templates(&templates, &datasets, context.filters, "sql", problems);
+    (templates, datasets)
+}
+
 /// Checks templates rendered with [`crate::template::QueryTemplates`] (one per dataset,
 /// at `/queries/DATASET/FIELD`): they may read only request parameters and declared
 /// filters, and must render both without filters and with every filter set. That is where
