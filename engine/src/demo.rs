@@ -410,14 +410,18 @@ fn weekday_factor(weekday: Weekday) -> f64 {
     }
 }
 
-/// Creates and fills the `events` table with [`generate`]`(anchor)` when it does not exist.
+/// Creates and fills the `events` table with [`generate`]`(anchor)` when it does not exist,
+/// and regenerates it when it is demo data from an earlier day.
 ///
-/// Returns `true` when it created the data, `false` when the table was already there (its
-/// contents are left alone). Creation and loading happen in one `BEGIN IMMEDIATE` transaction,
-/// so a second process racing on the same file waits for the first and then sees the table.
+/// Returns `true` when it (re)created the data, `false` when it left the table alone: either
+/// it is demo data of `anchor` already, or it is an `events` table this module did not make
+/// (no `demo_meta` row), which is never touched. A demo started again days later would
+/// otherwise show empty recent days, since its 90 days end where the data was made.
+/// Creation and loading happen in one `BEGIN IMMEDIATE` transaction, so a second process
+/// racing on the same file waits for the first and then sees the table.
 pub async fn ensure_sqlite(pool: &SqlitePool, anchor: NaiveDate) -> Result<bool, sqlx::Error> {
     // Cheap check first, so normal starts skip generating events they will not insert.
-    if sqlite_has_events_table(pool).await? {
+    if !sqlite_needs_data(&mut *pool.acquire().await?, anchor).await? {
         return Ok(false);
     }
     // Generated before taking the write lock, so the lock is held only for the inserts.
@@ -426,11 +430,24 @@ pub async fn ensure_sqlite(pool: &SqlitePool, anchor: NaiveDate) -> Result<bool,
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     // Checked again under the lock: another process may have won the race. Dropping `tx`
     // rolls back the empty transaction.
-    if sqlite_has_events_table(&mut *tx).await? {
+    if !sqlite_needs_data(&mut tx, anchor).await? {
         return Ok(false);
     }
+    sqlx::query("DROP TABLE IF EXISTS events")
+        .execute(&mut *tx)
+        .await?;
     sqlx::query(CREATE_TABLE).execute(&mut *tx).await?;
     sqlx::query(CREATE_INDEX).execute(&mut *tx).await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS demo_meta (anchor TEXT NOT NULL)")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("DELETE FROM demo_meta")
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO demo_meta (anchor) VALUES (?)")
+        .bind(anchor.format("%Y-%m-%d").to_string())
+        .execute(&mut *tx)
+        .await?;
 
     let full_batch_sql = sqlite_insert_sql(SQLITE_BATCH_ROWS);
     for batch in events.chunks(SQLITE_BATCH_ROWS) {
@@ -456,15 +473,28 @@ pub async fn ensure_sqlite(pool: &SqlitePool, anchor: NaiveDate) -> Result<bool,
     Ok(true)
 }
 
-async fn sqlite_has_events_table<'c, E>(executor: E) -> Result<bool, sqlx::Error>
-where
-    E: sqlx::Executor<'c, Database = sqlx::Sqlite>,
-{
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
+/// True when there is no `events` table, or when it is demo data made for an earlier day.
+async fn sqlite_needs_data(
+    conn: &mut sqlx::SqliteConnection,
+    anchor: NaiveDate,
+) -> Result<bool, sqlx::Error> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('events', 'demo_meta')",
     )
-    .fetch_one(executor)
-    .await
+    .fetch_all(&mut *conn)
+    .await?;
+    if !tables.iter().any(|t| t == "events") {
+        return Ok(true);
+    }
+    if !tables.iter().any(|t| t == "demo_meta") {
+        // Not ours: never touched.
+        return Ok(false);
+    }
+    let made_for: Option<String> = sqlx::query_scalar("SELECT MAX(anchor) FROM demo_meta")
+        .fetch_one(&mut *conn)
+        .await?;
+    let current = anchor.format("%Y-%m-%d").to_string();
+    Ok(made_for.is_some_and(|made| made < current))
 }
 
 fn sqlite_insert_sql(rows: usize) -> String {
@@ -731,6 +761,26 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(count, 0);
+    }
+
+    #[tokio::test]
+    async fn demo_data_of_an_earlier_day_is_regenerated() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = sqlite_pool(&dir.path().join("demo.sqlite")).await;
+        let yesterday = anchor() - chrono::Days::new(1);
+        assert!(ensure_sqlite(&pool, yesterday).await.expect("first start"));
+        assert!(!ensure_sqlite(&pool, yesterday).await.expect("same day"));
+        assert!(ensure_sqlite(&pool, anchor()).await.expect("next day"));
+        let newest: String = sqlx::query_scalar("SELECT MAX(event_date) FROM events")
+            .fetch_one(&pool)
+            .await
+            .expect("newest");
+        assert_eq!(newest, anchor().format("%Y%m%d").to_string());
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(count as usize, generate(anchor()).len());
     }
 
     #[tokio::test]
