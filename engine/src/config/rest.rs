@@ -12,10 +12,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use url::Url;
 
-use super::raw::Number;
+use super::raw::{Number, Size};
 use super::{KindContext, Problems, Secret};
 use crate::model::Dataset;
-use crate::plugin::sandbox::parse_size;
 use crate::sources::rest::aggregate::{Aggregate, GroupBy, Measure};
 use crate::sources::rest::json_path::JsonPath;
 use crate::sources::rest::paging::{Pagination, Paging, ParamIn};
@@ -48,14 +47,6 @@ struct ConnectionConfig {
     max_response_bytes: Option<Size>,
     #[serde(default)]
     health_path: Option<String>,
-}
-
-/// A byte count, or text such as `16MiB` (the same spelling as a wasm sandbox's sizes).
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Size {
-    Bytes(u64),
-    Text(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -808,22 +799,16 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
     );
     let max_response_bytes = match &connection.max_response_bytes {
         None => DEFAULT_MAX_RESPONSE_BYTES,
-        Some(size) => {
-            let bytes = match size {
-                Size::Bytes(bytes) => Some(*bytes),
-                Size::Text(text) => parse_size(text),
-            };
-            match bytes {
-                Some(bytes) if (MIN_RESPONSE_BYTES..=MAX_RESPONSE_BYTES).contains(&bytes) => bytes,
-                _ => {
-                    problems.add(
-                        "/connection/max_response_bytes",
-                        "max_response_bytes must be a size from 1KiB to 1GiB, e.g. 16MiB or 1048576",
-                    );
-                    DEFAULT_MAX_RESPONSE_BYTES
-                }
+        Some(size) => match size.bytes() {
+            Some(bytes) if (MIN_RESPONSE_BYTES..=MAX_RESPONSE_BYTES).contains(&bytes) => bytes,
+            _ => {
+                problems.add(
+                    "/connection/max_response_bytes",
+                    "max_response_bytes must be a size from 1KiB to 1GiB, e.g. 16MiB or 1048576",
+                );
+                DEFAULT_MAX_RESPONSE_BYTES
             }
-        }
+        },
     };
     if let Some(health) = &connection.health_path {
         if !health.starts_with('/') || health.contains('#') {

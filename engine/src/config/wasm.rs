@@ -29,11 +29,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::raw::{Flag, Number};
+use super::raw::{Flag, Number, Size};
 use super::{KindContext, Problems};
 use crate::model::Dataset;
 use crate::plugin::http::{AllowedHost, Allowlist};
-use crate::plugin::sandbox::{parse_size, Sandbox};
+use crate::plugin::sandbox::Sandbox;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -64,14 +64,6 @@ struct SandboxConfig {
     instances: Option<Number>,
     #[serde(default)]
     allow_private_addresses: Option<Flag>,
-}
-
-/// A byte count, or text such as `64MiB`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Size {
-    Bytes(u64),
-    Text(String),
 }
 
 /// A dataset's entry under `queries:`; nothing to say yet, the plugin decides how.
@@ -164,7 +156,7 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
     }
     sandbox.allowed_hosts = Allowlist(hosts);
     if let Some(size) = raw.memory {
-        match size_of(&size) {
+        match size.bytes() {
             Some(bytes) if (MIN_MEMORY..=MAX_MEMORY).contains(&bytes) => {
                 sandbox.memory_bytes = bytes as usize
             }
@@ -190,7 +182,7 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
         sandbox.cpu_deadline = Some(deadline);
     }
     if let Some(size) = raw.max_response_bytes {
-        match size_of(&size) {
+        match size.bytes() {
             Some(bytes) if bytes > 0 => sandbox.max_response_bytes = bytes,
             _ => problems.add(
                 "/connection/sandbox/max_response_bytes",
@@ -258,13 +250,6 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
         sandbox,
         datasets,
     })
-}
-
-fn size_of(size: &Size) -> Option<u64> {
-    match size {
-        Size::Bytes(bytes) => Some(*bytes),
-        Size::Text(text) => parse_size(text),
-    }
 }
 
 #[cfg(test)]

@@ -104,42 +104,9 @@ impl ResourceLimiter for Limits {
     }
 }
 
-/// Parses a byte size as YAML writes it: `65536`, `512KiB`, `64MiB`, `1GiB` (also KB, MB,
-/// GB as powers of 1000).
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    number.checked_mul(factor)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_read_binary_and_decimal_units() {
-        assert_eq!(parse_size("65536"), Some(65536));
-        assert_eq!(parse_size("64MiB"), Some(64 << 20));
-        assert_eq!(parse_size("16 KiB"), Some(16 << 10));
-        assert_eq!(parse_size("2MB"), Some(2_000_000));
-        assert_eq!(parse_size("1.5MiB"), None);
-        assert_eq!(parse_size("MiB"), None);
-        assert_eq!(parse_size("5 parsecs"), None);
-    }
 
     #[test]
     fn the_memory_limit_refuses_and_remembers() {
