@@ -72,6 +72,28 @@ impl SourceCache {
     pub fn clear(&self) {
         self.cache.invalidate_all();
     }
+
+    /// What the cache holds now: live entries and the fetch times of the oldest and newest.
+    pub fn stats(&self) -> CacheStats {
+        let mut stats = CacheStats::default();
+        // moka's iterator skips expired entries, so this counts what would be served.
+        for (_, fetched) in self.cache.iter() {
+            stats.entries += 1;
+            let at = fetched.fetched_at;
+            stats.oldest_fetched_at = Some(stats.oldest_fetched_at.map_or(at, |t| t.min(at)));
+            stats.newest_fetched_at = Some(stats.newest_fetched_at.map_or(at, |t| t.max(at)));
+        }
+        stats
+    }
+}
+
+/// A snapshot of one source's cache, for the admin page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CacheStats {
+    pub entries: u64,
+    pub oldest_fetched_at: Option<DateTime<Utc>>,
+    pub newest_fetched_at: Option<DateTime<Utc>>,
 }
 
 /// Key of a whole answer: which sources and which parameters.
@@ -183,5 +205,28 @@ mod tests {
                 .await;
             assert!(!cached);
         }
+    }
+
+    #[tokio::test]
+    async fn stats_count_live_entries_with_their_fetch_times() {
+        let cache = SourceCache::new(Duration::from_secs(60));
+        assert_eq!(cache.stats(), CacheStats::default());
+        let early = Utc::now() - chrono::Duration::seconds(90);
+        let other = QueryParams::last_days(30, params().end_date);
+        let at = |fetched_at| async move {
+            Ok(Fetched {
+                fetched_at,
+                ..fetched()
+            })
+        };
+        cache.get_or_fetch(&params(), at(early)).await.0.unwrap();
+        let late = Utc::now();
+        cache.get_or_fetch(&other, at(late)).await.0.unwrap();
+        let stats = cache.stats();
+        assert_eq!(stats.entries, 2);
+        assert_eq!(stats.oldest_fetched_at, Some(early));
+        assert_eq!(stats.newest_fetched_at, Some(late));
+        cache.clear();
+        assert_eq!(cache.stats().entries, 0);
     }
 }

@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::join_all;
 use serde::Serialize;
 
-use crate::cache::{AnswerCache, AnswerKey, CachedAnswer, Fetched, SourceCache};
+use crate::cache::{AnswerCache, AnswerKey, CacheStats, CachedAnswer, Fetched, SourceCache};
 use crate::config::{ConfigError, FilterSpec, LoadedSources, SourceSpec};
 use crate::merge::{merge, Merged, Policies};
 use crate::model::{Dataset, QueryParams, SourceData};
@@ -90,6 +90,30 @@ struct SourceStatus {
     last_success: Option<DateTime<Utc>>,
     last_error: Option<(DateTime<Utc>, ErrorReport)>,
     last_latency: Option<Duration>,
+    last_check: Option<SourceHealth>,
+}
+
+impl SourceStatus {
+    /// `ok` or `failing` after whatever happened last (a fetch, a failed fetch or a
+    /// health probe), so a re-check shows at once; `unknown` before anything happened.
+    fn health(&self) -> &'static str {
+        let fetched = self.last_success.map(|at| (at, true));
+        let failed = self.last_error.as_ref().map(|(at, _)| (*at, false));
+        let checked = self
+            .last_check
+            .as_ref()
+            .map(|check| (check.checked_at, check.status == "ok"));
+        match [fetched, failed, checked]
+            .into_iter()
+            .flatten()
+            .max_by_key(|(at, _)| *at)
+        {
+            Some((_, true)) => "ok",
+            Some((_, false)) => "failing",
+            None if self.initialized => "ok",
+            None => "unknown",
+        }
+    }
 }
 
 /// One declared source with its implementation, cache and status.
@@ -182,6 +206,7 @@ impl SourceEntry {
 struct SourceReport {
     id: String,
     name: String,
+    badge: String,
     /// `ok`, `error`, `timeout` or `skipped`.
     status: &'static str,
     error: Option<ErrorReport>,
@@ -190,6 +215,8 @@ struct SourceReport {
     fetched_at: Option<DateTime<Utc>>,
     record_count: usize,
     missing_datasets: Vec<Dataset>,
+    /// The summary fields this source supplied, so a dashboard can say where a total comes from.
+    summary_fields: Vec<String>,
     warnings: Vec<String>,
 }
 
@@ -533,6 +560,7 @@ impl Hub {
             let mut report = SourceReport {
                 id: entry.spec.id.clone(),
                 name: entry.spec.name.clone(),
+                badge: entry.spec.badge.clone(),
                 status: "ok",
                 error: None,
                 latency_ms: None,
@@ -540,6 +568,7 @@ impl Hub {
                 fetched_at: None,
                 record_count: 0,
                 missing_datasets: Vec::new(),
+                summary_fields: Vec::new(),
                 warnings: Vec::new(),
             };
             match outcome {
@@ -561,6 +590,12 @@ impl Hub {
                     report.fetched_at = Some(fetched.fetched_at);
                     report.record_count = fetched.data.record_count();
                     report.missing_datasets = fetched.data.missing_datasets();
+                    report.summary_fields = fetched
+                        .data
+                        .summary
+                        .as_ref()
+                        .map(|summary| summary.keys().cloned().collect())
+                        .unwrap_or_default();
                     report.warnings = fetched.data.warnings.clone();
                     answered.push(&fetched.data);
                     contributors.push(entry.spec.id.clone());
@@ -656,6 +691,7 @@ fn to_bytes<T: Serialize>(body: &T) -> Bytes {
 pub struct SourceInfo {
     id: String,
     name: String,
+    badge: String,
     kind: &'static str,
     enabled: bool,
     description: Option<String>,
@@ -666,10 +702,13 @@ pub struct SourceInfo {
     last_success: Option<DateTime<Utc>>,
     last_error: Option<LastError>,
     latency_ms: Option<u64>,
+    /// The last health probe: from `GET /api/health` or a re-check of this source.
+    last_check: Option<SourceHealth>,
     upstream_fetches: u64,
     datasets: Vec<Dataset>,
     filters: BTreeMap<String, &'static str>,
     cache_ttl_seconds: u64,
+    cache: CacheStats,
     timeout_ms: u64,
 }
 
@@ -697,14 +736,16 @@ pub struct SourcesReport {
     invalid_files: Vec<InvalidFile>,
 }
 
-/// One source in `GET /api/health`.
-#[derive(Debug, Serialize)]
+/// One source in `GET /api/health`, and the answer of a re-check.
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceHealth {
     id: String,
+    /// `ok` or `down`.
     status: &'static str,
     latency_ms: u64,
     error: Option<String>,
+    checked_at: DateTime<Utc>,
 }
 
 /// `GET /api/health`.
@@ -727,23 +768,15 @@ impl Hub {
             .map(|entry| {
                 let spec = &entry.spec;
                 let status = entry.status();
-                let failing = match (&status.last_error, status.last_success) {
-                    (Some((at, _)), Some(ok)) => *at > ok,
-                    (Some(_), None) => true,
-                    (None, _) => false,
-                };
-                let health = if !spec.enabled {
-                    "disabled"
-                } else if failing {
-                    "failing"
-                } else if status.last_success.is_some() || status.initialized {
-                    "ok"
+                let health = if spec.enabled {
+                    status.health()
                 } else {
-                    "unknown"
+                    "disabled"
                 };
                 SourceInfo {
                     id: spec.id.clone(),
                     name: spec.name.clone(),
+                    badge: spec.badge.clone(),
                     kind: spec.kind.name(),
                     enabled: spec.enabled,
                     description: spec.description.clone(),
@@ -757,6 +790,7 @@ impl Hub {
                         message: e.message.clone(),
                     }),
                     latency_ms: status.last_latency.map(|l| l.as_millis() as u64),
+                    last_check: status.last_check.clone(),
                     upstream_fetches: entry.upstream_fetches(),
                     datasets: spec.kind.datasets().iter().copied().collect(),
                     filters: spec
@@ -773,6 +807,7 @@ impl Hub {
                         })
                         .collect(),
                     cache_ttl_seconds: spec.cache_ttl.as_secs(),
+                    cache: entry.cache.stats(),
                     timeout_ms: spec.timeout.as_millis() as u64,
                 }
             })
@@ -793,24 +828,8 @@ impl Hub {
 
     /// Probes every enabled source in parallel, each under the health deadline.
     pub async fn health(&self) -> HealthReport {
-        let limit = self.settings.health_timeout;
-        let sources: Vec<SourceHealth> = join_all(self.enabled().map(|entry| async move {
-            let started = Instant::now();
-            let outcome = match tokio::time::timeout(limit, entry.source.health_check()).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(SourceError::Timeout(limit)),
-            };
-            if let Err(err) = &outcome {
-                tracing::warn!(source = %entry.spec.id, "health check failed: {err}");
-            }
-            SourceHealth {
-                id: entry.spec.id.clone(),
-                status: if outcome.is_ok() { "ok" } else { "down" },
-                latency_ms: started.elapsed().as_millis() as u64,
-                error: outcome.err().map(|e| e.public_message()),
-            }
-        }))
-        .await;
+        let sources: Vec<SourceHealth> =
+            join_all(self.enabled().map(|entry| self.probe(entry))).await;
         let up = sources.iter().filter(|s| s.status == "ok").count();
         let status = if up == 0 {
             "down"
@@ -825,6 +844,41 @@ impl Hub {
             invalid_files: self.broken.len(),
             timestamp: Utc::now(),
         }
+    }
+
+    /// Probes one enabled source now (the admin page's re-check) and records the outcome.
+    pub async fn check_source(&self, id: &str) -> Result<SourceHealth, RequestError> {
+        match self.entry(id) {
+            Some(entry) if entry.spec.enabled => Ok(self.probe(entry).await),
+            Some(_) => Err(bad("source_disabled", format!("source `{id}` is disabled"))),
+            None => Err(bad(
+                "unknown_source",
+                format!("there is no source `{id}`; GET /api/sources lists them"),
+            )),
+        }
+    }
+
+    /// Runs a source's health check under the health deadline and keeps the outcome as
+    /// its `lastCheck`.
+    async fn probe(&self, entry: &SourceEntry) -> SourceHealth {
+        let limit = self.settings.health_timeout;
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(limit, entry.source.health_check()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(SourceError::Timeout(limit)),
+        };
+        if let Err(err) = &outcome {
+            tracing::warn!(source = %entry.spec.id, "health check failed: {err}");
+        }
+        let health = SourceHealth {
+            id: entry.spec.id.clone(),
+            status: if outcome.is_ok() { "ok" } else { "down" },
+            latency_ms: started.elapsed().as_millis() as u64,
+            error: outcome.err().map(|e| e.public_message()),
+            checked_at: Utc::now(),
+        };
+        entry.status().last_check = Some(health.clone());
+        health
     }
 
     /// Empties the cache of one source, or of all; merged answers are dropped either way
@@ -866,4 +920,48 @@ pub enum QueryError {
     UnknownSource(String),
     #[error(transparent)]
     Source(#[from] SourceError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(at: DateTime<Utc>, ok: bool) -> SourceHealth {
+        SourceHealth {
+            id: "s".into(),
+            status: if ok { "ok" } else { "down" },
+            latency_ms: 1,
+            error: None,
+            checked_at: at,
+        }
+    }
+
+    #[test]
+    fn health_follows_whatever_happened_last() {
+        let t = |s: i64| DateTime::<Utc>::from_timestamp(1_700_000_000 + s, 0).unwrap();
+        let error = |at| {
+            Some((
+                at,
+                ErrorReport {
+                    code: "connection_failed",
+                    message: "x".into(),
+                },
+            ))
+        };
+        let mut status = SourceStatus::default();
+        assert_eq!(status.health(), "unknown");
+        status.initialized = true;
+        assert_eq!(status.health(), "ok");
+        status.last_success = Some(t(10));
+        status.last_error = error(t(20));
+        assert_eq!(status.health(), "failing");
+        // A successful re-check after the error clears it; a failed one after a success does not.
+        status.last_check = Some(check(t(30), true));
+        assert_eq!(status.health(), "ok");
+        status.last_check = Some(check(t(30), false));
+        status.last_error = None;
+        assert_eq!(status.health(), "failing");
+        status.last_success = Some(t(40));
+        assert_eq!(status.health(), "ok");
+    }
 }

@@ -12,7 +12,8 @@
 //!   components compiled once (precompiled on disk), sandboxed instances per source.
 //! - [`hub`] is the orchestrator: registry, request validation, parallel fan-out under
 //!   deadlines, per-source status.
-//! - [`api`] is the axum router; [`server`] serves it with graceful shutdown.
+//! - [`api`] is the axum router: the JSON API and the built-in dashboard and admin pages
+//!   (`engine/assets/`, embedded in the binary); [`server`] serves it with graceful shutdown.
 //! - [`demo`] generates the embedded demo's synthetic GA4 events.
 
 pub mod api;

@@ -413,6 +413,22 @@ async fn endpoints_report_sources_health_and_clear_caches_without_secrets() {
         (Some("postgres"), Some("ok"))
     );
     assert_eq!(pg["upstreamFetches"], 1);
+    // What the pages show: the badge, the cache's contents, the supplied summary fields.
+    assert_eq!(pg["badge"], "DB");
+    assert_eq!(pg["cache"]["entries"], 1, "{pg}");
+    assert!(pg["cache"]["newestFetchedAt"].is_string(), "{pg}");
+    let (_, metrics) = get(&hub, "/api/metrics?days=30").await;
+    let detail = &metrics["metadata"]["sourceDetails"][0];
+    assert_eq!(detail["badge"], "DB");
+    assert_eq!(
+        detail["summaryFields"],
+        serde_json::json!([
+            "total_users",
+            "total_events",
+            "page_views",
+            "active_clients"
+        ])
+    );
     let (_, health) = get(&hub, "/api/health").await;
     assert_eq!(
         health["data"]["status"], "degraded",
@@ -430,10 +446,32 @@ async fn endpoints_report_sources_health_and_clear_caches_without_secrets() {
         .await
         .unwrap();
     assert_eq!(cleared["data"]["cleared"], serde_json::json!(["postgres"]));
+    let (_, sources) = get(&hub, "/api/sources").await;
+    assert_eq!(sources["data"]["sources"][0]["cache"]["entries"], 0);
     get(&hub, "/api/metrics?days=30").await;
     assert_eq!(hub.hub.entries()[0].upstream_fetches(), 2);
     let unknown = client
         .post(hub.url("/api/cache/clear?source=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400);
+
+    // A re-check probes the source now and is kept as its lastCheck.
+    let checked: Value = client
+        .post(hub.url("/api/sources/postgres/check"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(checked["data"]["status"], "ok", "{checked}");
+    let (_, sources) = get(&hub, "/api/sources").await;
+    let last_check = &sources["data"]["sources"][0]["lastCheck"];
+    assert_eq!(last_check["checkedAt"], checked["data"]["checkedAt"]);
+    let unknown = client
+        .post(hub.url("/api/sources/nope/check"))
         .send()
         .await
         .unwrap();

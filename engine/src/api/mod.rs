@@ -1,11 +1,12 @@
 //! The HTTP API over axum: `router(hub)` builds the routes, handlers only extract, call
-//! the hub and respond. Serving (listener, shutdown) is in [`crate::server`].
+//! the hub and respond. The built-in pages are in `pages`. Serving (listener, shutdown) is in [`crate::server`].
 
 mod error;
+mod pages;
 
 use std::sync::Arc;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,6 +25,8 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/sources", get(sources))
         .route("/api/health", get(health))
         .route("/api/cache/clear", post(clear_cache))
+        .route("/api/sources/{id}/check", post(check_source))
+        .merge(pages::routes())
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(hub)
@@ -67,6 +70,14 @@ async fn health(State(hub): State<Arc<Hub>>) -> Response {
         Json(json!({"success": status.is_success(), "data": report})),
     )
         .into_response()
+}
+
+async fn check_source(
+    State(hub): State<Arc<Hub>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let health = hub.check_source(&id).await?;
+    Ok(Json(json!({"success": true, "data": health})).into_response())
 }
 
 async fn clear_cache(

@@ -197,6 +197,8 @@ impl KindSpec {
 pub struct SourceSpec {
     pub id: String,
     pub name: String,
+    /// Short label for dashboards: the YAML `badge`, or the name.
+    pub badge: String,
     pub description: Option<String>,
     pub enabled: bool,
     /// The file it came from.
@@ -596,6 +598,17 @@ fn validate(
             "name must not be empty: give the source a human-readable name",
         );
     }
+    let badge = match config.badge.as_deref().map(str::trim) {
+        None => config.name.trim().to_owned(),
+        Some(badge) if badge.is_empty() || badge.chars().count() > MAX_BADGE_CHARS => {
+            problems.add(
+                "/badge",
+                format!("badge must be 1 to {MAX_BADGE_CHARS} characters, e.g. GA4, CRM or DB; leave it out to show the name"),
+            );
+            String::new()
+        }
+        Some(badge) => badge.to_owned(),
+    };
     let enabled = match &config.enabled {
         None => true,
         Some(raw::Flag::Bool(flag)) => *flag,
@@ -781,6 +794,7 @@ fn validate(
     let spec = SourceSpec {
         id: config.id,
         name: config.name,
+        badge,
         description: config.description,
         enabled,
         file: file.to_owned(),
@@ -794,6 +808,9 @@ fn validate(
     };
     Some(spec)
 }
+
+/// Badges sit beside numbers on the dashboard: a few characters, not a sentence.
+const MAX_BADGE_CHARS: usize = 16;
 
 /// What a kind's `compile` gets from the common part of a source file.
 pub(crate) struct KindContext<'a> {

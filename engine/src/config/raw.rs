@@ -16,6 +16,10 @@ pub struct SourceConfig {
     pub id: String,
     /// Human-readable name shown in `/api/sources`.
     pub name: String,
+    /// A short label (e.g. `GA4`, `CRM`, `DB`) the dashboard puts on numbers from this
+    /// source; the name when absent.
+    #[serde(default)]
+    pub badge: Option<String>,
     /// Which built-in kind reads this source.
     pub kind: KindName,
     /// Whether the hub queries this source; `true` when absent.

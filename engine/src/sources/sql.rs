@@ -56,11 +56,15 @@ impl SqlSource {
 
     async fn connect(&self) -> Result<Pool, SourceError> {
         let url = self.spec.url.expose();
+        // Give up on a connection a little before the hub's deadline for the whole call
+        // does, so an unreachable database is reported as `connect_failed` rather than
+        // losing the race to the generic `timeout`.
+        let acquire_timeout = self.timeout * 9 / 10;
         let pool = match self.spec.driver {
             Driver::Postgres => Pool::Postgres(
                 PgPoolOptions::new()
                     .max_connections(self.spec.max_connections)
-                    .acquire_timeout(self.timeout)
+                    .acquire_timeout(acquire_timeout)
                     .connect(url)
                     .await
                     .map_err(|e| SourceError::Connect(self.clean(e)))?,
@@ -79,7 +83,7 @@ impl SqlSource {
                 }
                 let pool = SqlitePoolOptions::new()
                     .max_connections(self.spec.max_connections)
-                    .acquire_timeout(self.timeout)
+                    .acquire_timeout(acquire_timeout)
                     .connect_with(options)
                     .await
                     .map_err(|e| SourceError::Connect(self.clean(e)))?;

@@ -1,0 +1,135 @@
+// The admin page at `/admin/sources`: every source with its health, last fetch, last error,
+// latency and cache, the files that failed validation, and the actions an admin needs
+// (re-check a source, clear one cache or all). It reads and acts only through the JSON API.
+"use strict";
+
+(() => {
+  const { el, requestJson, errorMessage, ago, duration, localTime } = window.MetricsHub;
+  const $ = (selector) => document.querySelector(selector);
+  const main = $("#admin");
+
+  const HEALTH_TEXT = { ok: "OK", failing: "Failing", unknown: "Not queried yet", disabled: "Disabled" };
+
+  function notice(message) {
+    $("#notice").textContent = message;
+  }
+
+  function showError(message) {
+    $("#error").textContent = message;
+    $("#error").hidden = !message;
+  }
+
+  function when(iso) {
+    return iso ? el("time", { datetime: iso, title: localTime(iso) }, ago(iso)) : el("span", { class: "muted" }, "never");
+  }
+
+  function row(source) {
+    const check = source.lastCheck;
+    const error = source.lastError;
+    const cache = source.cache || {};
+    const cacheText = source.cacheTtlSeconds === 0
+      ? "off"
+      : `TTL ${duration(source.cacheTtlSeconds)} · ${cache.entries} ${cache.entries === 1 ? "entry" : "entries"}` +
+        (cache.newestFetchedAt ? ` · newest ${ago(cache.newestFetchedAt).replace(" ago", " old")}` : "");
+    return el("tr", { "data-source": source.id },
+      el("td", { "data-field": "name" },
+        el("span", { class: "badge" }, source.badge), " ",
+        el("strong", {}, source.name),
+        el("div", { class: "muted small" }, el("code", {}, source.id), " · ", source.file),
+        source.description ? el("div", { class: "muted small" }, source.description) : null),
+      el("td", { "data-field": "kind" }, source.kind),
+      el("td", { "data-field": "enabled" }, source.enabled ? "yes" : "no"),
+      el("td", { "data-field": "health" },
+        el("span", { class: `health ${source.health}`, "data-health": source.health }, HEALTH_TEXT[source.health] || source.health),
+        check
+          ? el("div", { class: "muted small", "data-check": check.status },
+            `checked ${ago(check.checkedAt)}: ${check.status === "ok" ? `ok in ${check.latencyMs} ms` : check.error || "down"}`)
+          : null,
+        el("button", {
+          type: "button", class: "small", "data-action": "check", "data-source": source.id,
+          disabled: !source.enabled, "aria-label": `Re-check ${source.name}`,
+        }, "Re-check")),
+      el("td", { "data-field": "last-success" }, when(source.lastSuccess)),
+      el("td", { "data-field": "last-error" },
+        error
+          ? [el("code", {}, error.code), " ", error.message, el("div", { class: "muted small" }, when(error.at))]
+          : el("span", { class: "muted" }, "none")),
+      el("td", { "data-field": "latency", class: "num" }, source.latencyMs == null ? "–" : `${source.latencyMs} ms`),
+      el("td", { "data-field": "cache" }, cacheText),
+      el("td", {},
+        el("button", {
+          type: "button", class: "small", "data-action": "clear", "data-source": source.id,
+          "aria-label": `Clear the cache of ${source.name}`,
+        }, "Clear cache")));
+  }
+
+  function renderInvalid(files) {
+    $("#invalid-files").hidden = files.length === 0;
+    $("#invalid-list").replaceChildren(
+      ...files.map((file) => el("article", { class: "invalid-file banner warning", "data-file": file.file },
+        el("h3", {}, file.file),
+        el("ul", {}, ...file.errors.map((error) => el("li", {},
+          error.line ? `line ${error.line} · ` : "",
+          error.path ? el("code", {}, error.path) : "(whole file)",
+          `: ${error.message}`))))),
+    );
+  }
+
+  async function load() {
+    main.dataset.status = "loading";
+    main.setAttribute("aria-busy", "true");
+    const answer = await requestJson("/api/sources");
+    if (!answer.ok) {
+      showError(errorMessage(answer));
+      main.dataset.status = "error";
+      main.removeAttribute("aria-busy");
+      return;
+    }
+    showError("");
+    const { sources, invalidFiles } = answer.body.data;
+    $("#sources tbody").replaceChildren(...sources.map(row));
+    renderInvalid(invalidFiles);
+    main.dataset.status = "ready";
+    main.removeAttribute("aria-busy");
+  }
+
+  async function act(button) {
+    const id = button.dataset.source;
+    button.disabled = true;
+    let answer;
+    if (button.dataset.action === "check") {
+      notice(`Checking ${id}…`);
+      answer = await requestJson(`/api/sources/${encodeURIComponent(id)}/check`, { method: "POST" });
+      if (answer.ok) {
+        const health = answer.body.data;
+        notice(health.status === "ok"
+          ? `${id} answered its health check in ${health.latencyMs} ms`
+          : `${id} is down: ${health.error || "no reason given"}`);
+      }
+    } else {
+      answer = await requestJson(`/api/cache/clear?source=${encodeURIComponent(id)}`, { method: "POST" });
+      if (answer.ok) notice(`Cache cleared for ${id}`);
+    }
+    const action = button.dataset.action;
+    if (!answer.ok) notice(`Could not ${action === "check" ? "check" : "clear"} ${id}: ${errorMessage(answer)}`);
+    await load();
+    // The table was redrawn: keep keyboard users where they were.
+    const again = document.querySelector(`button[data-action="${action}"][data-source="${CSS.escape(id)}"]`);
+    if (again) again.focus();
+  }
+
+  $("#sources").addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (button) act(button);
+  });
+  $("#clear-all").addEventListener("click", async () => {
+    const answer = await requestJson("/api/cache/clear", { method: "POST" });
+    notice(answer.ok
+      ? `Cache cleared for every source (${answer.body.data.cleared.length})`
+      : `Could not clear the caches: ${errorMessage(answer)}`);
+    await load();
+  });
+  $("#reload").addEventListener("click", () => load());
+
+  load();
+})();

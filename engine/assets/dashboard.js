@@ -1,0 +1,388 @@
+// The dashboard at `/`. The view (window, sources, comparison) lives in the URL, with the
+// API's own parameter names, so a view can be shared and the back button works; every
+// number on the page comes from /api/metrics for exactly that view.
+"use strict";
+
+(() => {
+  const { el, requestJson, errorMessage, formatCount, ago, localTime } = window.MetricsHub;
+  const $ = (selector) => document.querySelector(selector);
+
+  const PRESETS = ["7", "30", "90"];
+  const METRICS = ["total_users", "total_events", "page_views", "active_clients"];
+  const PALETTE = ["#1f4fd1", "#e0731f", "#178a5a", "#b8326b", "#6c4bc1", "#8a7a12", "#1b8aa3", "#5c5c5c"];
+  const STATUS_TEXT = { error: "failed", timeout: "timed out", skipped: "left out" };
+
+  const main = $("#dashboard");
+  let sources = []; // enabled sources, from /api/sources
+  let charts = { daily: null, features: null };
+  let clients = [];
+  let sort = { field: "events", descending: true };
+  let generation = 0; // a newer load makes the answers of older ones stale
+
+  // ---- state <-> URL -------------------------------------------------------------------
+
+  function readState() {
+    const query = new URLSearchParams(location.search);
+    const start = query.get("start_date");
+    const end = query.get("end_date");
+    const custom = Boolean(start && end);
+    return {
+      days: custom ? null : (query.get("days") || "30").trim(),
+      start: custom ? start : null,
+      end: custom ? end : null,
+      sources: (query.get("source") || "").split(",").map((id) => id.trim()).filter(Boolean),
+      compare: query.get("compare") === "1",
+      metric: query.get("metric") === "events" ? "events" : "users",
+    };
+  }
+
+  /** The /api/metrics query string of a state, restricted to `ids` (all when empty). */
+  function metricsQuery(state, ids) {
+    const parts = state.start
+      ? [`start_date=${encodeURIComponent(state.start)}`, `end_date=${encodeURIComponent(state.end)}`]
+      : [`days=${encodeURIComponent(state.days)}`];
+    if (ids.length) parts.push(`source=${ids.map(encodeURIComponent).join(",")}`);
+    return parts.join("&");
+  }
+
+  function pageQuery(state) {
+    let query = metricsQuery(state, state.sources);
+    if (state.compare) query += `&compare=1&metric=${state.metric}`;
+    return query;
+  }
+
+  function navigate(change) {
+    const state = { ...readState(), ...change };
+    history.pushState(null, "", `${location.pathname}?${pageQuery(state)}`);
+    load();
+  }
+
+  // ---- controls ------------------------------------------------------------------------
+
+  function buildSourceOptions() {
+    const holder = $("#source-options");
+    holder.replaceChildren(
+      ...sources.map((source) =>
+        el("label", { class: "check", title: source.name },
+          el("input", { type: "checkbox", class: "source-option", value: source.id, "aria-label": source.name }),
+          el("span", { class: "badge" }, source.badge),
+          " ", source.name),
+      ),
+    );
+  }
+
+  function syncControls(state) {
+    const range = $("#range");
+    if (state.start) {
+      range.value = "custom";
+    } else {
+      if (!PRESETS.includes(state.days) && !range.querySelector(`option[value="${CSS.escape(state.days)}"]`)) {
+        range.insertBefore(el("option", { value: state.days }, `Last ${state.days} days`), range.lastElementChild);
+      }
+      range.value = state.days;
+    }
+    $("#custom-range").hidden = range.value !== "custom";
+    if (state.start) {
+      $("#start-date").value = state.start;
+      $("#end-date").value = state.end;
+    }
+    $("#source-all").checked = state.sources.length === 0;
+    for (const box of document.querySelectorAll(".source-option")) {
+      box.checked = state.sources.includes(box.value);
+    }
+    $("#compare").checked = state.compare;
+    $("#compare-metric").hidden = !state.compare;
+    $("#compare-metric").value = state.metric;
+  }
+
+  function wireControls() {
+    $("#range").addEventListener("change", (event) => {
+      const value = event.target.value;
+      if (value === "custom") {
+        // Start from the window on screen; the view changes when Apply is pressed.
+        $("#custom-range").hidden = false;
+        const window = main.dataset.window ? JSON.parse(main.dataset.window) : null;
+        if (window) {
+          $("#start-date").value ||= window.startDate;
+          $("#end-date").value ||= window.endDate;
+        }
+        $("#start-date").focus();
+        return;
+      }
+      navigate({ days: value, start: null, end: null });
+    });
+    $("#controls").addEventListener("submit", (event) => {
+      event.preventDefault();
+      const start = $("#start-date").value;
+      const end = $("#end-date").value;
+      if (!start || !end) {
+        showError("Choose both a start and an end date.");
+        return;
+      }
+      if (start > end) {
+        showError("The start date must not be after the end date.");
+        return;
+      }
+      navigate({ days: null, start, end });
+    });
+    $("#source-all").addEventListener("change", (event) => {
+      // "All" cannot be unticked on its own: pick a source instead.
+      event.target.checked = true;
+      navigate({ sources: [] });
+    });
+    $("#source-options").addEventListener("change", () => {
+      const ids = [...document.querySelectorAll(".source-option:checked")].map((box) => box.value);
+      navigate({ sources: ids });
+    });
+    $("#compare").addEventListener("change", (event) => navigate({ compare: event.target.checked }));
+    $("#compare-metric").addEventListener("change", (event) => navigate({ metric: event.target.value }));
+    $("#refresh").addEventListener("click", () => load());
+    for (const button of document.querySelectorAll("#clients button[data-sort]")) {
+      button.addEventListener("click", () => {
+        const field = button.dataset.sort;
+        sort = sort.field === field
+          ? { field, descending: !sort.descending }
+          : { field, descending: field !== "client" };
+        renderClients();
+      });
+    }
+    window.addEventListener("popstate", () => load());
+  }
+
+  // ---- loading -------------------------------------------------------------------------
+
+  async function load() {
+    const mine = ++generation;
+    const state = readState();
+    syncControls(state);
+    main.dataset.status = "loading";
+    main.setAttribute("aria-busy", "true");
+    $("#updated").textContent = "Loading…";
+
+    const query = metricsQuery(state, state.sources);
+    const compared = state.compare ? (state.sources.length ? state.sources : sources.map((s) => s.id)) : [];
+    const [answer, ...perSource] = await Promise.all([
+      requestJson(`/api/metrics?${query}`),
+      ...compared.map((id) => requestJson(`/api/metrics?${metricsQuery(state, [id])}`)),
+    ]);
+    if (mine !== generation) return;
+
+    render(state, answer, compared.map((id, i) => ({ id, answer: perSource[i] })));
+    main.dataset.request = query;
+    main.dataset.status = answer.ok ? "ready" : "error";
+    main.removeAttribute("aria-busy");
+  }
+
+  function showError(message) {
+    const banner = $("#error");
+    banner.textContent = message;
+    banner.hidden = !message;
+  }
+
+  function render(state, answer, compared) {
+    const body = answer.body || {};
+    const metadata = body.metadata || {};
+    const details = metadata.sourceDetails || [];
+    showError(answer.ok ? "" : errorMessage(answer));
+    renderWarnings(details);
+    renderStatus(details);
+    if (metadata.window) main.dataset.window = JSON.stringify(metadata.window);
+
+    const data = answer.ok ? body.data : null;
+    renderCards(data ? data.summary : {}, details);
+    renderDaily(state, data, compared);
+    renderFeatures(data ? data.featureMetrics : []);
+    clients = data ? data.clientMetrics : [];
+    renderClients();
+
+    if (answer.ok) {
+      const window = metadata.window;
+      const span = window ? `${window.startDate} to ${window.endDate}` : "";
+      $("#updated").textContent =
+        `${span} · updated ${new Date(metadata.timestamp).toLocaleTimeString()}` +
+        (metadata.cached ? " (from the hub's cache)" : "");
+    } else {
+      $("#updated").textContent = "";
+    }
+  }
+
+  // ---- pieces --------------------------------------------------------------------------
+
+  function renderWarnings(details) {
+    const failed = details.filter((d) => d.status !== "ok");
+    $("#warnings").replaceChildren(
+      ...failed.map((d) => {
+        const error = d.error || {};
+        const what = d.status === "skipped" ? "is left out of this view" : `${STATUS_TEXT[d.status] || "failed"}`;
+        return el("div", { class: "banner warning", "data-source": d.id },
+          el("strong", {}, `${d.name} ${what}: `),
+          error.message || "no reason given",
+          error.code ? el("code", {}, ` ${error.code}`) : null,
+          el("span", { class: "muted" }, " — the figures below come from the other sources."));
+      }),
+    );
+  }
+
+  function renderStatus(details) {
+    $("#source-status").replaceChildren(
+      ...details.map((d) => {
+        let text;
+        if (d.status === "ok") {
+          text = `updated ${ago(d.fetchedAt)}${d.cached ? " · cached" : ""}`;
+        } else {
+          text = STATUS_TEXT[d.status] || d.status;
+        }
+        return el("li", { "data-source": d.id, "data-status": d.status, title: d.fetchedAt ? `Fetched ${localTime(d.fetchedAt)}` : null },
+          el("span", { class: `dot ${d.status}`, "aria-hidden": "true" }),
+          el("span", { class: "badge" }, d.badge), " ", d.name, " · ", el("span", { class: "muted" }, text));
+      }),
+    );
+  }
+
+  function renderCards(summary, details) {
+    for (const metric of METRICS) {
+      const card = document.querySelector(`[data-metric="${metric}"]`);
+      const value = summary ? summary[metric] : undefined;
+      const holder = card.querySelector(".value");
+      holder.dataset.value = typeof value === "number" ? String(value) : "";
+      holder.textContent = formatCount(value);
+      const from = details.filter((d) => d.status === "ok" && (d.summaryFields || []).includes(metric));
+      card.querySelector(".badges").replaceChildren(
+        ...(from.length
+          ? from.map((d) => el("span", { class: "badge", "data-source": d.id, title: `${d.name} · updated ${ago(d.fetchedAt)}` }, d.badge))
+          : [el("span", { class: "muted" }, typeof value === "number" ? "no source provides this" : "")]),
+      );
+    }
+  }
+
+  function chart(name, canvas, config) {
+    if (charts[name]) charts[name].destroy();
+    charts[name] = new Chart(canvas, config);
+    canvas.dataset.series = config.data.datasets.map((d) => d.label).join("|");
+  }
+
+  const dayFormat = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", timeZone: "UTC" });
+  /** An x axis of YYYY-MM-DD labels, shown as "Nov 25"; tooltips keep the full date. */
+  const DAY_AXIS = {
+    ticks: {
+      maxRotation: 0,
+      autoSkipPadding: 12,
+      callback(value) {
+        const label = this.getLabelForValue(value);
+        return dayFormat.format(new Date(`${label}T00:00:00Z`));
+      },
+    },
+  };
+
+  const BASE_OPTIONS = {
+    animation: false,
+    maintainAspectRatio: false,
+    interaction: { mode: "index", intersect: false },
+    plugins: { legend: { position: "bottom" } },
+  };
+
+  function renderDaily(state, data, compared) {
+    const canvas = $("#daily-chart");
+    if (state.compare) {
+      const answered = compared.filter((c) => c.answer.ok);
+      const dates = [...new Set(answered.flatMap((c) => c.answer.body.data.dailyMetrics.map((r) => r.date)))].sort();
+      const metricName = state.metric === "events" ? "Events" : "Users";
+      $("#daily-title").textContent = `Daily ${metricName.toLowerCase()} by source`;
+      const datasets = answered.map((c, i) => {
+        const byDate = new Map(c.answer.body.data.dailyMetrics.map((r) => [r.date, r[state.metric]]));
+        const source = sources.find((s) => s.id === c.id);
+        const color = PALETTE[i % PALETTE.length];
+        return {
+          label: source ? source.badge : c.id,
+          data: dates.map((date) => byDate.get(date) ?? null),
+          borderColor: color,
+          backgroundColor: color,
+          tension: 0.2,
+          pointRadius: 0,
+        };
+      });
+      canvas.setAttribute("aria-label", `Daily ${metricName.toLowerCase()} of each source: ${datasets.map((d) => d.label).join(", ")}`);
+      chart("daily", canvas, {
+        type: "line",
+        data: { labels: dates, datasets },
+        options: { ...BASE_OPTIONS, scales: { x: DAY_AXIS, y: { beginAtZero: true, title: { display: true, text: metricName } } } },
+      });
+      return;
+    }
+    $("#daily-title").textContent = "Daily users and events";
+    const rows = data ? data.dailyMetrics : [];
+    canvas.setAttribute("aria-label", `Daily users and events over ${rows.length} days`);
+    chart("daily", canvas, {
+      type: "line",
+      data: {
+        labels: rows.map((r) => r.date),
+        datasets: [
+          { label: "Users", data: rows.map((r) => r.users), borderColor: PALETTE[0], backgroundColor: PALETTE[0], yAxisID: "y", tension: 0.2, pointRadius: 0 },
+          { label: "Events", data: rows.map((r) => r.events), borderColor: PALETTE[1], backgroundColor: PALETTE[1], yAxisID: "events", tension: 0.2, pointRadius: 0 },
+        ],
+      },
+      options: {
+        ...BASE_OPTIONS,
+        scales: {
+          x: DAY_AXIS,
+          y: { beginAtZero: true, position: "left", title: { display: true, text: "Users" } },
+          events: { beginAtZero: true, position: "right", grid: { drawOnChartArea: false }, title: { display: true, text: "Events" } },
+        },
+      },
+    });
+  }
+
+  function renderFeatures(rows) {
+    const top = [...(rows || [])].sort((a, b) => b.views - a.views).slice(0, 12);
+    const canvas = $("#features-chart");
+    canvas.dataset.labels = top.map((r) => r.feature).join("|");
+    canvas.setAttribute("aria-label", `Views by feature: ${top.map((r) => `${r.feature} ${r.views}`).join(", ")}`);
+    chart("features", canvas, {
+      type: "bar",
+      data: {
+        labels: top.map((r) => r.feature),
+        datasets: [{ label: "Views", data: top.map((r) => r.views), backgroundColor: PALETTE[0] }],
+      },
+      options: { ...BASE_OPTIONS, indexAxis: "y", plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true } } },
+    });
+  }
+
+  function renderClients() {
+    const { field, descending } = sort;
+    const rows = [...(clients || [])].sort((a, b) => {
+      const order = field === "client"
+        ? String(a.client).localeCompare(String(b.client))
+        : (a[field] ?? 0) - (b[field] ?? 0);
+      return descending ? -order : order;
+    });
+    for (const th of document.querySelectorAll("#clients th")) {
+      const button = th.querySelector("button");
+      th.setAttribute("aria-sort", button.dataset.sort === field ? (descending ? "descending" : "ascending") : "none");
+    }
+    const cell = (row, name) =>
+      el("td", { "data-field": name, "data-value": row[name] ?? "", class: name === "client" ? null : "num" },
+        name === "client" ? row.client : formatCount(row[name]));
+    $("#clients tbody").replaceChildren(
+      ...(rows.length
+        ? rows.map((row) => el("tr", { "data-client": row.client },
+          cell(row, "client"), cell(row, "events"), cell(row, "users"), cell(row, "page_views")))
+        : [el("tr", {}, el("td", { colspan: 4, class: "muted" }, "No clients in this view."))]),
+    );
+  }
+
+  // ---- start ---------------------------------------------------------------------------
+
+  async function start() {
+    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+    Chart.defaults.color = getComputedStyle(document.body).color;
+    wireControls();
+    const listed = await requestJson("/api/sources");
+    if (listed.ok) {
+      sources = listed.body.data.sources.filter((s) => s.enabled);
+      buildSourceOptions();
+    }
+    await load();
+  }
+
+  start();
+})();
