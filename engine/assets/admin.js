@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { el, requestJson, errorMessage, ago, duration, localTime } = window.MetricsHub;
+  const { el, requestJson, errorMessage, ago, duration, localTime, sourceLabel } = window.MetricsHub;
   const $ = (selector) => document.querySelector(selector);
   const main = $("#admin");
 
@@ -33,8 +33,7 @@
         (cache.newestFetchedAt ? ` · newest ${ago(cache.newestFetchedAt).replace(" ago", " old")}` : "");
     return el("tr", { "data-source": source.id },
       el("td", { "data-field": "name" },
-        el("span", { class: "badge" }, source.badge), " ",
-        el("strong", {}, source.name),
+        el("strong", {}, sourceLabel(source)),
         el("div", { class: "muted small" }, el("code", {}, source.id), " · ", source.file),
         source.description ? el("div", { class: "muted small" }, source.description) : null),
       el("td", { "data-field": "kind" }, source.kind),

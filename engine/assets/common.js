@@ -70,9 +70,17 @@ window.MetricsHub = (() => {
     return `${Math.round(seconds / 360) / 10} h`;
   }
 
+  /** A source's badge then its name; just the name when the file set no badge (the badge
+   *  is the name then). */
+  function sourceLabel(source) {
+    return source.badge && source.badge !== source.name
+      ? [el("span", { class: "badge" }, source.badge), " ", source.name]
+      : [source.name];
+  }
+
   function localTime(iso) {
     return iso ? new Date(iso).toLocaleString() : "";
   }
 
-  return { el, requestJson, errorMessage, formatCount, ago, duration, localTime };
+  return { el, requestJson, errorMessage, formatCount, ago, duration, localTime, sourceLabel };
 })();

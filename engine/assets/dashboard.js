@@ -4,7 +4,7 @@
 "use strict";
 
 (() => {
-  const { el, requestJson, errorMessage, formatCount, ago, localTime } = window.MetricsHub;
+  const { el, requestJson, errorMessage, formatCount, ago, localTime, sourceLabel } = window.MetricsHub;
   const $ = (selector) => document.querySelector(selector);
 
   const PRESETS = ["7", "30", "90"];
@@ -65,8 +65,7 @@
       ...sources.map((source) =>
         el("label", { class: "check", title: source.name },
           el("input", { type: "checkbox", class: "source-option", value: source.id, "aria-label": source.name }),
-          el("span", { class: "badge" }, source.badge),
-          " ", source.name),
+          " ", sourceLabel(source)),
       ),
     );
   }
@@ -160,11 +159,14 @@
     $("#updated").textContent = "Loading…";
 
     const query = metricsQuery(state, state.sources);
-    const compared = state.compare ? (state.sources.length ? state.sources : sources.map((s) => s.id)) : [];
-    const [answer, ...perSource] = await Promise.all([
-      requestJson(`/api/metrics?${query}`),
-      ...compared.map((id) => requestJson(`/api/metrics?${metricsQuery(state, [id])}`)),
-    ]);
+    const answer = await requestJson(`/api/metrics?${query}`);
+    // Comparison asks each source that answered on its own (from its cache, just filled);
+    // a source that failed is already a warning and has no series to draw.
+    const details = (answer.body && answer.body.metadata && answer.body.metadata.sourceDetails) || [];
+    const compared = state.compare && answer.ok ? details.filter((d) => d.status === "ok").map((d) => d.id) : [];
+    const perSource = await Promise.all(
+      compared.map((id) => requestJson(`/api/metrics?${metricsQuery(state, [id])}`)),
+    );
     if (mine !== generation) return;
 
     render(state, answer, compared.map((id, i) => ({ id, answer: perSource[i] })));
@@ -234,7 +236,7 @@
         }
         return el("li", { "data-source": d.id, "data-status": d.status, title: d.fetchedAt ? `Fetched ${localTime(d.fetchedAt)}` : null },
           el("span", { class: `dot ${d.status}`, "aria-hidden": "true" }),
-          el("span", { class: "badge" }, d.badge), " ", d.name, " · ", el("span", { class: "muted" }, text));
+          sourceLabel(d), " · ", el("span", { class: "muted" }, text));
       }),
     );
   }
