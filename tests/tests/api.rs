@@ -66,6 +66,16 @@ async fn get(hub: &TestHub, path: &str) -> (u16, Value) {
     (status, response.json().await.unwrap())
 }
 
+async fn post(hub: &TestHub, path: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(hub.url(path))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
 fn details<'a>(body: &'a Value, id: &str) -> &'a Value {
     body["metadata"]["sourceDetails"]
         .as_array()
@@ -436,47 +446,26 @@ async fn endpoints_report_sources_health_and_clear_caches_without_secrets() {
     );
 
     // Clearing one source's cache makes the next request fetch it again.
-    let client = reqwest::Client::new();
-    let cleared: Value = client
-        .post(hub.url("/api/cache/clear?source=postgres"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, cleared) = post(&hub, "/api/cache/clear?source=postgres").await;
     assert_eq!(cleared["data"]["cleared"], serde_json::json!(["postgres"]));
     let (_, sources) = get(&hub, "/api/sources").await;
     assert_eq!(sources["data"]["sources"][0]["cache"]["entries"], 0);
     get(&hub, "/api/metrics?days=30").await;
     assert_eq!(hub.hub.entries()[0].upstream_fetches(), 2);
-    let unknown = client
-        .post(hub.url("/api/cache/clear?source=nope"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 400);
+    assert_eq!(post(&hub, "/api/cache/clear?source=nope").await.0, 400);
 
     // A re-check probes the source now and is kept as its lastCheck.
-    let checked: Value = client
-        .post(hub.url("/api/sources/postgres/check"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, checked) = post(&hub, "/api/sources/postgres/check").await;
     assert_eq!(checked["data"]["status"], "ok", "{checked}");
     let (_, sources) = get(&hub, "/api/sources").await;
     let last_check = &sources["data"]["sources"][0]["lastCheck"];
     assert_eq!(last_check["checkedAt"], checked["data"]["checkedAt"]);
-    let unknown = client
-        .post(hub.url("/api/sources/nope/check"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 400);
-    let wrong_method = client
+    let (status, unknown) = post(&hub, "/api/sources/nope/check").await;
+    assert_eq!(
+        (status, &unknown["error"]["code"]),
+        (400, &serde_json::json!("unknown_source"))
+    );
+    let wrong_method = reqwest::Client::new()
         .get(hub.url("/api/cache/clear"))
         .send()
         .await
