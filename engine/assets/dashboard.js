@@ -75,7 +75,9 @@
     if (state.start) {
       range.value = "custom";
     } else {
-      if (!PRESETS.includes(state.days) && !range.querySelector(`option[value="${CSS.escape(state.days)}"]`)) {
+      // A shared link may carry any whole number of days: offer it as a choice of its own.
+      const other = /^[0-9]+$/.test(state.days) && !PRESETS.includes(state.days);
+      if (other && !range.querySelector(`option[value="${CSS.escape(state.days)}"]`)) {
         range.insertBefore(el("option", { value: state.days }, `Last ${state.days} days`), range.lastElementChild);
       }
       range.value = state.days;
