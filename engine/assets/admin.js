@@ -46,7 +46,7 @@
           : null,
         el("button", {
           type: "button", class: "small", "data-action": "check", "data-source": source.id,
-          disabled: !source.enabled, "aria-label": `Re-check ${source.name}`,
+          disabled: !source.enabled, "aria-label": `Re-check: ${source.name}`,
         }, "Re-check")),
       el("td", { "data-field": "last-success" }, when(source.lastSuccess)),
       el("td", { "data-field": "last-error" },
@@ -58,7 +58,7 @@
       el("td", {},
         el("button", {
           type: "button", class: "small", "data-action": "clear", "data-source": source.id,
-          "aria-label": `Clear the cache of ${source.name}`,
+          "aria-label": `Clear cache: ${source.name}`,
         }, "Clear cache")));
   }
 
@@ -74,10 +74,14 @@
     );
   }
 
+  let generation = 0; // a newer load makes the answers of older ones stale
+
   async function load() {
+    const mine = ++generation;
     main.dataset.status = "loading";
     main.setAttribute("aria-busy", "true");
     const answer = await requestJson("/api/sources");
+    if (mine !== generation) return;
     if (!answer.ok) {
       showError(errorMessage(answer));
       main.dataset.status = "error";
@@ -112,7 +116,9 @@
     const action = button.dataset.action;
     if (!answer.ok) notice(`Could not ${action === "check" ? "check" : "clear"} ${id}: ${errorMessage(answer)}`);
     await load();
-    // The table was redrawn: keep keyboard users where they were.
+    // The table was redrawn (or, if reloading failed, still holds the disabled button):
+    // keep keyboard users where they were.
+    button.disabled = false;
     const again = document.querySelector(`button[data-action="${action}"][data-source="${CSS.escape(id)}"]`);
     if (again) again.focus();
   }

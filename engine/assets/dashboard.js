@@ -64,7 +64,7 @@
     holder.replaceChildren(
       ...sources.map((source) =>
         el("label", { class: "check", title: source.name },
-          el("input", { type: "checkbox", class: "source-option", value: source.id, "aria-label": source.name }),
+          el("input", { type: "checkbox", class: "source-option", value: source.id }),
           " ", sourceLabel(source)),
       ),
     );
@@ -102,18 +102,19 @@
       if (value === "custom") {
         // Start from the window on screen; the view changes when Apply is pressed.
         $("#custom-range").hidden = false;
-        const window = main.dataset.window ? JSON.parse(main.dataset.window) : null;
-        if (window) {
-          $("#start-date").value ||= window.startDate;
-          $("#end-date").value ||= window.endDate;
+        const shown = main.dataset.window ? JSON.parse(main.dataset.window) : null;
+        if (shown) {
+          $("#start-date").value ||= shown.startDate;
+          $("#end-date").value ||= shown.endDate;
         }
-        $("#start-date").focus();
         return;
       }
       navigate({ days: value, start: null, end: null });
     });
     $("#controls").addEventListener("submit", (event) => {
+      // Enter in any control submits the form; only the custom range has something to apply.
       event.preventDefault();
+      if ($("#range").value !== "custom") return;
       const start = $("#start-date").value;
       const end = $("#end-date").value;
       if (!start || !end) {
@@ -171,7 +172,7 @@
     );
     if (mine !== generation) return;
 
-    render(state, answer, compared.map((id, i) => ({ id, answer: perSource[i] })));
+    render(state, answer, compared.map((id, i) => ({ id, answer: perSource[i], detail: details.find((d) => d.id === id) })));
     main.dataset.request = query;
     main.dataset.status = answer.ok ? "ready" : "error";
     main.removeAttribute("aria-busy");
@@ -188,7 +189,7 @@
     const metadata = body.metadata || {};
     const details = metadata.sourceDetails || [];
     showError(answer.ok ? "" : errorMessage(answer));
-    renderWarnings(details);
+    renderWarnings(details, compared.filter((c) => !c.answer.ok));
     renderStatus(details);
     if (metadata.window) main.dataset.window = JSON.stringify(metadata.window);
 
@@ -200,8 +201,8 @@
     renderClients();
 
     if (answer.ok) {
-      const window = metadata.window;
-      const span = window ? `${window.startDate} to ${window.endDate}` : "";
+      const shown = metadata.window;
+      const span = shown ? `${shown.startDate} to ${shown.endDate}` : "";
       $("#updated").textContent =
         `${span} · updated ${new Date(metadata.timestamp).toLocaleTimeString()}` +
         (metadata.cached ? " (from the hub's cache)" : "");
@@ -212,9 +213,13 @@
 
   // ---- pieces --------------------------------------------------------------------------
 
-  function renderWarnings(details) {
+  function renderWarnings(details, comparedFailures) {
     const failed = details.filter((d) => d.status !== "ok");
     $("#warnings").replaceChildren(
+      ...comparedFailures.map((c) =>
+        el("div", { class: "banner warning", "data-source": c.id },
+          el("strong", {}, `${c.detail ? c.detail.name : c.id} has no line in the comparison: `),
+          errorMessage(c.answer))),
       ...failed.map((d) => {
         const error = d.error || {};
         const what = d.status === "skipped" ? "is left out of this view" : `${STATUS_TEXT[d.status] || "failed"}`;
@@ -246,15 +251,17 @@
   function renderCards(summary, details) {
     for (const metric of METRICS) {
       const card = document.querySelector(`[data-metric="${metric}"]`);
-      const value = summary ? summary[metric] : undefined;
+      const from = details.filter((d) => d.status === "ok" && (d.summaryFields || []).includes(metric));
+      // The API writes 0 for a field no source supplied; on a card that would read as a
+      // measured zero, so it shows a dash and says why.
+      const value = summary && from.length ? summary[metric] : undefined;
       const holder = card.querySelector(".value");
       holder.dataset.value = typeof value === "number" ? String(value) : "";
       holder.textContent = formatCount(value);
-      const from = details.filter((d) => d.status === "ok" && (d.summaryFields || []).includes(metric));
       card.querySelector(".badges").replaceChildren(
         ...(from.length
           ? from.map((d) => el("span", { class: "badge", "data-source": d.id, title: `${d.name} · updated ${ago(d.fetchedAt)}` }, d.badge))
-          : [el("span", { class: "muted" }, typeof value === "number" ? "no source provides this" : "")]),
+          : [el("span", { class: "muted" }, details.some((d) => d.status === "ok") ? "no source provides this" : "")]),
       );
     }
   }
@@ -294,10 +301,9 @@
       $("#daily-title").textContent = `Daily ${metricName.toLowerCase()} by source`;
       const datasets = answered.map((c, i) => {
         const byDate = new Map(c.answer.body.data.dailyMetrics.map((r) => [r.date, r[state.metric]]));
-        const source = sources.find((s) => s.id === c.id);
         const color = PALETTE[i % PALETTE.length];
         return {
-          label: source ? source.badge : c.id,
+          label: c.detail ? c.detail.badge : c.id,
           data: dates.map((date) => byDate.get(date) ?? null),
           borderColor: color,
           backgroundColor: color,
@@ -337,8 +343,10 @@
   }
 
   function renderFeatures(rows) {
-    const top = [...(rows || [])].sort((a, b) => b.views - a.views).slice(0, 12);
+    const top = [...(rows || [])].sort((a, b) => b.views - a.views);
     const canvas = $("#features-chart");
+    // One bar per feature, each tall enough to read.
+    canvas.parentElement.style.height = `${Math.max(240, 40 + 28 * top.length)}px`;
     canvas.dataset.labels = top.map((r) => r.feature).join("|");
     canvas.setAttribute("aria-label", `Views by feature: ${top.map((r) => `${r.feature} ${r.views}`).join(", ")}`);
     chart("features", canvas, {

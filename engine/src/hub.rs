@@ -94,24 +94,26 @@ struct SourceStatus {
 }
 
 impl SourceStatus {
-    /// `ok` or `failing` after whatever happened last (a fetch, a failed fetch or a
-    /// health probe), so a re-check shows at once; `unknown` before anything happened.
+    /// `failing` when the last fetch failed, or a health probe failed after the last
+    /// successful fetch; `ok` when something succeeded; `unknown` before anything
+    /// happened. A passing probe does not clear a failed fetch: it only shows the source
+    /// can be reached, not that its queries work; the next successful fetch does.
     fn health(&self) -> &'static str {
-        let fetched = self.last_success.map(|at| (at, true));
-        let failed = self.last_error.as_ref().map(|(at, _)| (*at, false));
-        let checked = self
-            .last_check
-            .as_ref()
-            .map(|check| (check.checked_at, check.status == "ok"));
-        match [fetched, failed, checked]
-            .into_iter()
-            .flatten()
-            .max_by_key(|(at, _)| *at)
-        {
-            Some((_, true)) => "ok",
-            Some((_, false)) => "failing",
-            None if self.initialized => "ok",
-            None => "unknown",
+        let fetch_failing = match (&self.last_error, self.last_success) {
+            (Some((failed, _)), Some(succeeded)) => *failed > succeeded,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let probe_failing = self.last_check.as_ref().is_some_and(|check| {
+            check.status == ProbeStatus::Down
+                && self.last_success.is_none_or(|at| check.checked_at > at)
+        });
+        if fetch_failing || probe_failing {
+            "failing"
+        } else if self.initialized || self.last_success.is_some() || self.last_check.is_some() {
+            "ok"
+        } else {
+            "unknown"
         }
     }
 }
@@ -736,13 +738,20 @@ pub struct SourcesReport {
     invalid_files: Vec<InvalidFile>,
 }
 
+/// Outcome of one health probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeStatus {
+    Ok,
+    Down,
+}
+
 /// One source in `GET /api/health`, and the answer of a re-check.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceHealth {
     id: String,
-    /// `ok` or `down`.
-    status: &'static str,
+    status: ProbeStatus,
     latency_ms: u64,
     error: Option<String>,
     checked_at: DateTime<Utc>,
@@ -830,7 +839,10 @@ impl Hub {
     pub async fn health(&self) -> HealthReport {
         let sources: Vec<SourceHealth> =
             join_all(self.enabled().map(|entry| self.probe(entry))).await;
-        let up = sources.iter().filter(|s| s.status == "ok").count();
+        let up = sources
+            .iter()
+            .filter(|s| s.status == ProbeStatus::Ok)
+            .count();
         let status = if up == 0 {
             "down"
         } else if up < sources.len() || !self.broken.is_empty() {
@@ -872,7 +884,11 @@ impl Hub {
         }
         let health = SourceHealth {
             id: entry.spec.id.clone(),
-            status: if outcome.is_ok() { "ok" } else { "down" },
+            status: if outcome.is_ok() {
+                ProbeStatus::Ok
+            } else {
+                ProbeStatus::Down
+            },
             latency_ms: started.elapsed().as_millis() as u64,
             error: outcome.err().map(|e| e.public_message()),
             checked_at: Utc::now(),
@@ -929,7 +945,11 @@ mod tests {
     fn check(at: DateTime<Utc>, ok: bool) -> SourceHealth {
         SourceHealth {
             id: "s".into(),
-            status: if ok { "ok" } else { "down" },
+            status: if ok {
+                ProbeStatus::Ok
+            } else {
+                ProbeStatus::Down
+            },
             latency_ms: 1,
             error: None,
             checked_at: at,
@@ -937,13 +957,13 @@ mod tests {
     }
 
     #[test]
-    fn health_follows_whatever_happened_last() {
+    fn health_follows_fetches_and_failed_probes() {
         let t = |s: i64| DateTime::<Utc>::from_timestamp(1_700_000_000 + s, 0).unwrap();
         let error = |at| {
             Some((
                 at,
                 ErrorReport {
-                    code: "connection_failed",
+                    code: "query_failed",
                     message: "x".into(),
                 },
             ))
@@ -955,13 +975,25 @@ mod tests {
         status.last_success = Some(t(10));
         status.last_error = error(t(20));
         assert_eq!(status.health(), "failing");
-        // A successful re-check after the error clears it; a failed one after a success does not.
+        // A passing probe does not clear a failed query; only a successful fetch does.
         status.last_check = Some(check(t(30), true));
-        assert_eq!(status.health(), "ok");
-        status.last_check = Some(check(t(30), false));
-        status.last_error = None;
         assert_eq!(status.health(), "failing");
         status.last_success = Some(t(40));
         assert_eq!(status.health(), "ok");
+        // A failed probe after the last good fetch marks the source failing at once...
+        status.last_check = Some(check(t(50), false));
+        assert_eq!(status.health(), "failing");
+        // ...until a fetch succeeds again.
+        status.last_success = Some(t(60));
+        assert_eq!(status.health(), "ok");
+
+        // A source only ever probed follows its probe.
+        let mut probed = SourceStatus {
+            last_check: Some(check(t(1), true)),
+            ..SourceStatus::default()
+        };
+        assert_eq!(probed.health(), "ok");
+        probed.last_check = Some(check(t(2), false));
+        assert_eq!(probed.health(), "failing");
     }
 }

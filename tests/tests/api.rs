@@ -460,6 +460,8 @@ async fn endpoints_report_sources_health_and_clear_caches_without_secrets() {
     let (_, sources) = get(&hub, "/api/sources").await;
     let last_check = &sources["data"]["sources"][0]["lastCheck"];
     assert_eq!(last_check["checkedAt"], checked["data"]["checkedAt"]);
+    let seen = format!("{checked}{sources}");
+    assert!(!seen.contains(secret), "a secret leaked: {seen}");
     let (status, unknown) = post(&hub, "/api/sources/nope/check").await;
     assert_eq!(
         (status, &unknown["error"]["code"]),

@@ -58,10 +58,16 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
         return ApiError::not_found().into_response();
     };
     let etag = format!("\"{}\"", hex(&asset.metadata.sha256_hash()));
+    // If-None-Match compares weakly (RFC 9110 13.1.2): a proxy that compressed the file
+    // sends the tag back as W/"...".
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|tags| tags.split(',').any(|tag| tag.trim() == etag));
+        .is_some_and(|tags| {
+            tags.split(',')
+                .map(str::trim)
+                .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+        });
     let mut response = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
@@ -146,6 +152,8 @@ mod tests {
             let etag = headers[header::ETAG].to_str().unwrap();
             let again = get(path, Some(etag)).await;
             assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+            let weak = get(path, Some(&format!("\"x\", W/{etag}"))).await;
+            assert_eq!(weak.status(), StatusCode::NOT_MODIFIED);
             let other = get(path, Some("\"something-else\"")).await;
             assert_eq!(other.status(), StatusCode::OK);
         }
