@@ -3,8 +3,8 @@
 //! the artefacts directory and the browser console read back so tests can fail on errors.
 //!
 //! Programs: `CHROMEDRIVER` (else `chromedriver` on `PATH`) and `CHROMIUM` (else
-//! `/usr/bin/chromium`); tests/run.sh installs both. Artefacts go to
-//! `METRICS_HUB_ARTIFACTS` (else `tests/artifacts/browser/`).
+//! `chromium` on `PATH`), found as tests/run.sh's `command -v` finds them; it installs
+//! both. Artefacts go to `METRICS_HUB_ARTIFACTS` (else `tests/artifacts/browser/`).
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -30,13 +30,17 @@ const CHROMIUM_ARGS: [&str; 5] = [
 /// on two cores answers a cold request in well under a second, but CI machines vary.
 const WAIT: Duration = Duration::from_secs(15);
 
-/// A program named by the variable `var`, else `name` found on `PATH`.
+/// The program the variable `var` names, else `name`, as tests/run.sh's
+/// `command -v "${VAR:-name}"` finds it: a path as it is, a bare name on `PATH`.
 fn program(var: &str, name: &str) -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(var) {
-        return Some(PathBuf::from(path)).filter(|p| p.is_file());
+    let wanted = std::env::var_os(var)
+        .filter(|value| !value.is_empty())
+        .map_or_else(|| PathBuf::from(name), PathBuf::from);
+    if wanted.components().count() > 1 {
+        return Some(wanted).filter(|p| p.is_file());
     }
     std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
+        .map(|dir| dir.join(&wanted))
         .find(|p| p.is_file())
 }
 
@@ -187,16 +191,10 @@ impl Browser {
             "chromedriver not found (set CHROMEDRIVER or put it on PATH): \
              run tests/run.sh, which installs chromium and chromium-driver",
         )?;
-        let chromium = std::env::var_os("CHROMIUM")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-        if !chromium.is_file() {
-            bail!(
-                "Chromium not found at {} (set CHROMIUM): run tests/run.sh, which installs \
-                 chromium and chromium-driver",
-                chromium.display()
-            );
-        }
+        let chromium = program("CHROMIUM", "chromium").context(
+            "Chromium not found (set CHROMIUM or put chromium on PATH): \
+             run tests/run.sh, which installs chromium and chromium-driver",
+        )?;
         let artifacts = artifacts_dir()?;
         let driver = Driver::start(&driver_binary).await?;
 

@@ -7,13 +7,17 @@
 //! Each step opens the state it needs by URL, so one failing step does not hide the
 //! others: failures are collected and reported together at the end, each with a
 //! screenshot (`failed-*.png`) beside the named ones in the artefacts directory.
+//!
+//! A run that crosses UTC midnight may see the page and the API answer different days:
+//! then a number that differs from the API's ([`Mismatch`]) is reported as a note, not a
+//! failure.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::time::Instant;
 
 use anyhow::{bail, ensure, Context};
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{DateTime, Days, NaiveDate, Utc};
 use fantoccini::Locator;
 use metrics_hub::demo;
 use metrics_hub::hub::HubSettings;
@@ -139,13 +143,265 @@ fn details(body: &Value) -> &[Value] {
         .map_or(&[], Vec::as_slice)
 }
 
-/// Whether a scorecard's `data-value` is the API's number (`""` for a field no source
-/// supplied).
-fn same_number(shown: &str, expected: &Value) -> bool {
-    match expected.as_f64() {
+/// What the page shows differs from the API's numbers (or dates) for the same query.
+/// Kept apart from other failures because a run crossing UTC midnight may see it
+/// legitimately: the page and the test then asked on different days.
+#[derive(Debug)]
+struct Mismatch(String);
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Mismatch {}
+
+/// Fails with a [`Mismatch`] saying `message` unless `same`.
+fn same_as_api(same: bool, message: impl FnOnce() -> String) -> anyhow::Result<()> {
+    if same {
+        Ok(())
+    } else {
+        Err(Mismatch(message()).into())
+    }
+}
+
+/// Whether a scorecard's `data-value` is `expected`: the API's number, or `""` when no
+/// source supplied the field (`None`; the API's 0 there is a placeholder).
+fn same_number(shown: &str, expected: Option<&Value>) -> bool {
+    match expected.and_then(Value::as_f64) {
         Some(number) => shown.parse::<f64>().is_ok_and(|n| n == number),
         None => shown.is_empty(),
     }
+}
+
+/// Each item a number, `None` for null (a gap in a series) or anything else.
+fn numbers(value: &Value) -> Vec<Option<f64>> {
+    value
+        .as_array()
+        .map(|items| items.iter().map(Value::as_f64).collect())
+        .unwrap_or_default()
+}
+
+/// The API's `dailyMetrics` of an answer, `field` by date.
+fn daily(body: &Value, field: &str) -> anyhow::Result<BTreeMap<String, Option<f64>>> {
+    let rows = body["data"]["dailyMetrics"]
+        .as_array()
+        .with_context(|| format!("no data.dailyMetrics in {body}"))?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            (
+                row["date"].as_str().unwrap_or_default().to_owned(),
+                row[field].as_f64(),
+            )
+        })
+        .collect())
+}
+
+/// What a Chart.js chart holds: its labels and each dataset's label and data.
+struct ChartData {
+    labels: Vec<String>,
+    series: Vec<(String, Vec<Option<f64>>)>,
+}
+
+impl ChartData {
+    fn names(&self) -> Vec<&str> {
+        self.series.iter().map(|(name, _)| name.as_str()).collect()
+    }
+
+    fn data(&self, name: &str) -> anyhow::Result<&[Option<f64>]> {
+        self.series
+            .iter()
+            .find(|(label, _)| label == name)
+            .map(|(_, data)| data.as_slice())
+            .with_context(|| format!("no dataset {name:?} in the chart: {:?}", self.names()))
+    }
+}
+
+/// `Chart.getChart(canvas).data` of the chart drawn on `selector`.
+async fn chart_data(browser: &Browser, selector: &str) -> anyhow::Result<ChartData> {
+    let data = browser
+        .script(
+            r#"
+            const canvas = document.querySelector(arguments[0]);
+            const chart = canvas && window.Chart ? Chart.getChart(canvas) : null;
+            if (!chart) return null;
+            return {
+              labels: [...chart.data.labels],
+              datasets: chart.data.datasets.map(d => ({label: d.label, data: [...d.data]})),
+            };
+            "#,
+            vec![json!(selector)],
+        )
+        .await?;
+    ensure!(!data.is_null(), "no Chart.js chart on {selector}");
+    let labels = data["labels"]
+        .as_array()
+        .map(|labels| {
+            labels
+                .iter()
+                .map(|l| l.as_str().map_or_else(|| l.to_string(), str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let series = data["datasets"]
+        .as_array()
+        .map(|sets| {
+            sets.iter()
+                .map(|set| {
+                    (
+                        set["label"].as_str().unwrap_or_default().to_owned(),
+                        numbers(&set["data"]),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(ChartData { labels, series })
+}
+
+/// Checks the daily chart of the normal view against the API's answer `body`: one label
+/// per `dailyMetrics` date, `Users` and `Events` its users and events.
+async fn check_daily_chart(browser: &Browser, body: &Value) -> anyhow::Result<()> {
+    let chart = chart_data(browser, "canvas#daily-chart").await?;
+    ensure!(
+        chart.names() == ["Users", "Events"],
+        "the daily chart's datasets are {:?}, not Users and Events",
+        chart.names()
+    );
+    let users = daily(body, "users")?;
+    ensure!(
+        !users.is_empty(),
+        "the API has no dailyMetrics: nothing to compare the chart with"
+    );
+    let dates: Vec<&String> = users.keys().collect();
+    same_as_api(chart.labels.iter().collect::<Vec<_>>() == dates, || {
+        format!(
+            "the daily chart's labels are {:?}, the API's dates {dates:?}",
+            chart.labels
+        )
+    })?;
+    for (name, field) in [("Users", "users"), ("Events", "events")] {
+        let expected: Vec<Option<f64>> = daily(body, field)?.into_values().collect();
+        let shown = chart.data(name)?;
+        same_as_api(shown == expected, || {
+            format!("the daily chart's {name} are {shown:?}, the API's {field} {expected:?}")
+        })?;
+    }
+    Ok(())
+}
+
+/// Checks the features chart against the API's answer `body`: every feature of
+/// `featureMetrics` with its views, most viewed first, and `data-labels` naming the bars.
+async fn check_features_chart(browser: &Browser, body: &Value) -> anyhow::Result<()> {
+    let features = body["data"]["featureMetrics"]
+        .as_array()
+        .context("no featureMetrics")?;
+    ensure!(
+        !features.is_empty(),
+        "the API has no featureMetrics: nothing to compare the chart with"
+    );
+    let expected: BTreeMap<String, Option<f64>> = features
+        .iter()
+        .map(|f| {
+            (
+                f["feature"].as_str().unwrap_or_default().to_owned(),
+                f["views"].as_f64(),
+            )
+        })
+        .collect();
+    let chart = chart_data(browser, "canvas#features-chart").await?;
+    ensure!(
+        chart.names() == ["Views"],
+        "the features chart's datasets are {:?}, not Views",
+        chart.names()
+    );
+    let views = chart.data("Views")?;
+    ensure!(
+        views.len() == chart.labels.len(),
+        "the features chart has {} labels and {} values",
+        chart.labels.len(),
+        views.len()
+    );
+    let shown: BTreeMap<String, Option<f64>> = chart
+        .labels
+        .iter()
+        .cloned()
+        .zip(views.iter().copied())
+        .collect();
+    ensure!(
+        shown.len() == chart.labels.len(),
+        "the features chart repeats a feature: {:?}",
+        chart.labels
+    );
+    same_as_api(shown == expected, || {
+        format!("the features chart shows {shown:?}, the API's featureMetrics are {expected:?}")
+    })?;
+    ensure!(
+        views.windows(2).all(|w| w[0] >= w[1]),
+        "the features are not sorted by views descending: {:?}",
+        chart.labels.iter().zip(views).collect::<Vec<_>>()
+    );
+    let labels = attribute(browser, "canvas#features-chart", "data-labels").await?;
+    ensure!(
+        labels.as_deref() == Some(chart.labels.join("|").as_str()),
+        "canvas#features-chart data-labels is {labels:?}, its bars are {:?}",
+        chart.labels
+    );
+    Ok(())
+}
+
+/// Checks the comparison chart of the view `window` (its `days` or dates) for `metric`:
+/// one series per `(id, badge)` in `answering`, labelled with the badge, each that
+/// source's own `dailyMetrics[metric]` on the union of their dates (null where a source
+/// has no point).
+async fn check_compare_chart(
+    browser: &Browser,
+    hub: &TestHub,
+    window: &str,
+    metric: &str,
+    answering: &[(String, String)],
+) -> anyhow::Result<()> {
+    let mut expected = Vec::new();
+    for (id, badge) in answering {
+        let body = api(hub, &format!("/api/metrics?{window}&source={id}")).await?;
+        expected.push((badge, daily(&body, metric)?));
+    }
+    let dates: Vec<&String> = expected
+        .iter()
+        .flat_map(|(_, points)| points.keys())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    ensure!(
+        !dates.is_empty(),
+        "no source has dailyMetrics: nothing to compare the chart with"
+    );
+    let chart = chart_data(browser, "canvas#daily-chart").await?;
+    let badges = sorted(expected.iter().map(|(badge, _)| badge.as_str()).collect());
+    ensure!(
+        sorted(chart.names()) == badges,
+        "the comparison chart's series are {:?}, the answering sources' badges {badges:?}",
+        chart.names()
+    );
+    same_as_api(chart.labels.iter().collect::<Vec<_>>() == dates, || {
+        format!(
+            "the comparison chart's labels are {:?}, the sources' dates {dates:?}",
+            chart.labels
+        )
+    })?;
+    for (badge, points) in &expected {
+        let wanted: Vec<Option<f64>> = dates
+            .iter()
+            .map(|date| points.get(*date).copied().flatten())
+            .collect();
+        let shown = chart.data(badge)?;
+        same_as_api(shown == wanted, || {
+            format!("{metric} of {badge} in the comparison chart: {shown:?}, the API: {wanted:?}")
+        })?;
+    }
+    Ok(())
 }
 
 /// The `data-status`, `data-request` and `#error` text of the dashboard.
@@ -179,6 +435,116 @@ async fn wait_ready(browser: &Browser, query: &str) -> anyhow::Result<()> {
             },
         )
         .await
+}
+
+/// Waits until the dashboard shows a whole-request error for `query` and returns the
+/// text of `#error` after checking that it is visible.
+async fn wait_error(browser: &Browser, query: &str) -> anyhow::Result<String> {
+    let expected = normalized(query);
+    browser
+        .wait_until(
+            &format!("main#dashboard[data-status=error][data-request={query}]"),
+            || async {
+                let state = browser.script(DASHBOARD_STATE, vec![]).await?;
+                let request = state["request"].as_str().unwrap_or_default();
+                Ok(
+                    if state["status"] == "error" && normalized(request) == expected {
+                        Ok(())
+                    } else {
+                        Err(state.to_string())
+                    },
+                )
+            },
+        )
+        .await?;
+    let error = browser.client().find(Locator::Css("#error")).await?;
+    let text = error.text().await?;
+    ensure!(
+        error.is_displayed().await?,
+        "#error is hidden; it reads {text:?}"
+    );
+    Ok(text.trim().to_owned())
+}
+
+/// Opens the dashboard on `query`, which the API answers with `status`: the page must
+/// end in `data-status=error` showing the API's own message, and Chromium's console must
+/// hold that one failed load and nothing else.
+async fn shows_the_api_error(
+    b: &Browser,
+    hub: &TestHub,
+    query: &str,
+    status: u16,
+) -> anyhow::Result<()> {
+    let response = reqwest::get(hub.url(&format!("/api/metrics?{query}"))).await?;
+    ensure!(
+        response.status() == status,
+        "GET /api/metrics?{query} answered {}, not {status}",
+        response.status()
+    );
+    let body: Value = response.json().await?;
+    let message = body["error"]["message"]
+        .as_str()
+        .with_context(|| format!("the {status} has no error.message"))?
+        .to_owned();
+    b.client().goto(&hub.url(&format!("/?{query}"))).await?;
+    let text = wait_error(b, query).await?;
+    ensure!(
+        text == message,
+        "#error reads {text:?}; the API says {message:?}"
+    );
+    one_failed_load(b, query, status).await
+}
+
+/// Reads the console, which must hold exactly one entry: Chromium's "Failed to load
+/// resource" for the `status` answer to `/api/metrics?query`.
+async fn one_failed_load(browser: &Browser, query: &str, status: u16) -> anyhow::Result<()> {
+    let (expected, unexpected): (Vec<String>, Vec<String>) =
+        browser.console_errors().await?.into_iter().partition(|e| {
+            e.contains(&format!("/api/metrics?{query} "))
+                && e.contains("Failed to load resource")
+                && e.contains(&format!("status of {status}"))
+        });
+    ensure!(
+        expected.len() == 1 && unexpected.is_empty(),
+        "the console should hold exactly one failed load of /api/metrics?{query} ({status}); \
+         it has {expected:#?} and besides {unexpected:#?}"
+    );
+    Ok(())
+}
+
+/// Checks that the page has no horizontal overflow at the current width (a table may
+/// scroll inside its own `.table-scroll`), after saving a screenshot as `shot`.
+async fn check_no_overflow(browser: &Browser, shot: &str) -> anyhow::Result<()> {
+    let widths = browser
+        .script(
+            "return [document.documentElement.scrollWidth, window.innerWidth]",
+            vec![],
+        )
+        .await?;
+    let (scroll, inner) = (widths[0].as_u64(), widths[1].as_u64());
+    let wide = browser
+        .script(
+            // Inside a .table-scroll only what escapes its clipping counts: an absolutely
+            // positioned element whose containing block lies outside the unpositioned wrapper.
+            "return [...document.querySelectorAll('body *')]
+               .filter(el => {
+                 const scroller = el.parentElement.closest('.table-scroll');
+                 return !scroller
+                   || (['absolute', 'fixed'].includes(getComputedStyle(el).position)
+                       && getComputedStyle(scroller).position === 'static');
+               })
+               .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
+               .slice(0, 5)
+               .map(el => el.outerHTML.slice(0, el.outerHTML.indexOf('>') + 1));",
+            vec![],
+        )
+        .await?;
+    browser.screenshot(shot).await?;
+    ensure!(
+        scroll.is_some() && scroll <= inner,
+        "horizontal overflow: scrollWidth {scroll:?} > innerWidth {inner:?}; widest: {wide}"
+    );
+    Ok(())
 }
 
 /// Opens `path` on the hub and waits for the dashboard's answer to `query`.
@@ -220,20 +586,13 @@ async fn scorecards(browser: &Browser) -> anyhow::Result<Value> {
 async fn check_scorecards(browser: &Browser, hub: &TestHub, query: &str) -> anyhow::Result<Value> {
     let body = api(hub, &format!("/api/metrics?{query}")).await?;
     let cards = scorecards(browser).await?;
-    let mut problems = Vec::new();
+    // Numbers apart from the rest: only they may differ across midnight.
+    let (mut numbers, mut problems) = (Vec::new(), Vec::new());
     for metric in METRICS {
         let card = &cards[metric];
         if card["found"] != true {
             problems.push(format!("no [data-metric={metric}]"));
             continue;
-        }
-        let expected = &body["data"]["summary"][metric];
-        match card["value"].as_str() {
-            Some(shown) if same_number(shown, expected) => {}
-            Some(shown) => problems.push(format!(
-                "{metric}: data-value {shown:?}, the API says {expected}"
-            )),
-            None => problems.push(format!("{metric}: no .value[data-value]")),
         }
         let supplied: Vec<String> = details(&body)
             .iter()
@@ -242,6 +601,22 @@ async fn check_scorecards(browser: &Browser, hub: &TestHub, query: &str) -> anyh
             })
             .filter_map(|d| d["id"].as_str().map(str::to_owned))
             .collect();
+        // No answering source supplied the field: the API's number is a placeholder and
+        // the card shows a dash with an empty data-value.
+        let expected = if supplied.is_empty() {
+            None
+        } else {
+            body["data"]["summary"].get(metric)
+        };
+        match card["value"].as_str() {
+            Some(shown) if same_number(shown, expected) => {}
+            Some(shown) => numbers.push(format!(
+                "{metric}: data-value {shown:?}, expected {} (the API says {}, supplied by {supplied:?})",
+                expected.map_or_else(|| "\"\"".to_owned(), Value::to_string),
+                body["data"]["summary"][metric]
+            )),
+            None => problems.push(format!("{metric}: no .value[data-value]")),
+        }
         let badges = sorted(strings(&card["badges"]));
         if badges != sorted(supplied.clone()) {
             problems.push(format!(
@@ -249,11 +624,15 @@ async fn check_scorecards(browser: &Browser, hub: &TestHub, query: &str) -> anyh
             ));
         }
     }
+    problems.extend(numbers.iter().cloned());
     ensure!(
-        problems.is_empty(),
+        problems.len() == numbers.len(),
         "scorecards for {query}:\n  {}",
         problems.join("\n  ")
     );
+    same_as_api(numbers.is_empty(), || {
+        format!("scorecards for {query}:\n  {}", numbers.join("\n  "))
+    })?;
     Ok(body)
 }
 
@@ -362,24 +741,123 @@ async fn open_admin(browser: &Browser, hub: &TestHub) -> anyhow::Result<()> {
         .await
 }
 
-/// The `data-health` of the broken source's row (on its health cell or inside it).
-async fn broken_health(browser: &Browser) -> anyhow::Result<String> {
-    let health = browser
+/// The `data-health` and `data-check` of a source's row on the admin page (on its health
+/// cell or inside it), `None` where missing.
+async fn shown_health(
+    browser: &Browser,
+    id: &str,
+) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let shown = browser
         .script(
-            "const cell = document.querySelector('tr[data-source=broken] td[data-field=health]');
-             if (!cell) return 'no td[data-field=health] for broken';
-             const marked = cell.matches('[data-health]') ? cell : cell.querySelector('[data-health]');
-             return marked ? marked.getAttribute('data-health') : 'no [data-health]';",
-            vec![],
+            "const cell = document.querySelector(`tr[data-source=\"${CSS.escape(arguments[0])}\"] td[data-field=health]`);
+             const read = (name) => {
+               if (!cell) return null;
+               const marked = cell.matches(`[${name}]`) ? cell : cell.querySelector(`[${name}]`);
+               return marked ? marked.getAttribute(name) : null;
+             };
+             return [read('data-health'), read('data-check')];",
+            vec![json!(id)],
         )
         .await?;
-    Ok(health.as_str().unwrap_or_default().to_owned())
+    let read = |i: usize| shown[i].as_str().map(str::to_owned);
+    Ok((read(0), read(1)))
+}
+
+/// Source `id` in `GET /api/sources`.
+async fn source_report(hub: &TestHub, id: &str) -> anyhow::Result<Value> {
+    let report = api(hub, "/api/sources").await?;
+    report["data"]["sources"]
+        .as_array()
+        .and_then(|sources| sources.iter().find(|s| s["id"] == id))
+        .cloned()
+        .with_context(|| format!("/api/sources has no {id}: {report}"))
+}
+
+/// When source `id` was last probed, by `/api/sources`: `None` if never.
+async fn last_checked(hub: &TestHub, id: &str) -> anyhow::Result<Option<DateTime<Utc>>> {
+    let report = source_report(hub, id).await?;
+    let check = &report["lastCheck"];
+    if check.is_null() {
+        return Ok(None);
+    }
+    let at = check["checkedAt"]
+        .as_str()
+        .with_context(|| format!("{id}'s lastCheck has no checkedAt: {check}"))?;
+    let at = DateTime::parse_from_rfc3339(at)
+        .with_context(|| format!("{id}'s lastCheck.checkedAt is not RFC 3339: {at:?}"))?;
+    Ok(Some(at.with_timezone(&Utc)))
+}
+
+/// Clicks Re-check for `id` on the admin page and waits until a probe newer than the one
+/// before reached the hub, `#notice` contains `notice` and the redrawn row shows
+/// `[data-check=check]`; returns the row's `data-health` then.
+async fn recheck(
+    browser: &Browser,
+    hub: &TestHub,
+    id: &str,
+    notice: &str,
+    check: &str,
+) -> anyhow::Result<Option<String>> {
+    open_admin(browser, hub).await?;
+    let before = last_checked(hub, id).await?;
+    click(
+        browser,
+        &format!("button[data-action=check][data-source={id}]"),
+    )
+    .await?;
+    // The notice is written by the re-check's answer, just before the table reloads:
+    // with data-status back at ready, the row is the one drawn after the probe.
+    browser
+        .wait_until(
+            &format!(
+                "{id}'s re-check: #notice containing {notice:?}, [data-check={check}] and a \
+                 lastCheck newer than {before:?}"
+            ),
+            || async {
+                let text = browser
+                    .client()
+                    .find(Locator::Css("#notice"))
+                    .await?
+                    .text()
+                    .await?;
+                let status = browser
+                    .script(
+                        "return document.querySelector('main#admin')?.getAttribute('data-status')",
+                        vec![],
+                    )
+                    .await?;
+                let (health, shown) = shown_health(browser, id).await?;
+                let checked = last_checked(hub, id).await?;
+                let newer = checked.is_some_and(|at| before.is_none_or(|then| at > then));
+                Ok(
+                    if text.contains(notice)
+                        && status == "ready"
+                        && shown.as_deref() == Some(check)
+                        && newer
+                    {
+                        Ok(health)
+                    } else {
+                        Err(format!(
+                            "notice {text:?}, status {status}, check {shown:?}, \
+                             lastCheck.checkedAt {checked:?}"
+                        ))
+                    },
+                )
+            },
+        )
+        .await
+}
+
+/// A failed step: its report, and whether the only thing wrong was a [`Mismatch`].
+struct Failure {
+    report: String,
+    mismatch_only: bool,
 }
 
 /// Runs the steps, keeping every failure.
 struct Steps<'a> {
     browser: &'a Browser,
-    failures: Vec<String>,
+    failures: Vec<Failure>,
 }
 
 impl<'a> Steps<'a> {
@@ -405,6 +883,9 @@ impl<'a> Steps<'a> {
         let outcome = step.await;
         let console = self.browser.console_errors().await;
         let mut failed = Vec::new();
+        let mismatch = outcome
+            .as_ref()
+            .is_err_and(|err| err.chain().any(|e| e.is::<Mismatch>()));
         if let Err(err) = outcome {
             failed.push(format!("{err:#}"));
         }
@@ -424,10 +905,10 @@ impl<'a> Steps<'a> {
                 name.replace(|c: char| !c.is_alphanumeric(), "-")
             );
             let _ = self.browser.screenshot(&shot).await;
-            self.failures.push(format!(
-                "{name} (screenshot {shot}):\n{}",
-                failed.join("\n")
-            ));
+            self.failures.push(Failure {
+                report: format!("{name} (screenshot {shot}):\n{}", failed.join("\n")),
+                mismatch_only: mismatch && failed.len() == 1,
+            });
         }
     }
 }
@@ -435,6 +916,7 @@ impl<'a> Steps<'a> {
 #[tokio::test]
 async fn dashboard_and_admin_pages_show_what_the_api_answers() {
     let started = Instant::now();
+    let day = Utc::now().date_naive();
     // The browser first: without one the test fails at once, naming tests/run.sh.
     let browser = Browser::start()
         .await
@@ -442,18 +924,6 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
     let s = setup().await;
     let hub = &s.hub;
     eprintln!("screenshots in {}", browser.artifacts().display());
-    let badges: HashMap<String, String> = api(hub, "/api/sources").await.unwrap()["data"]
-        ["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|source| {
-            (
-                source["id"].as_str().unwrap().to_owned(),
-                source["badge"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
     let mut steps = Steps::new(&browser);
     let b = &browser;
 
@@ -482,17 +952,8 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
                 series.as_deref() == Some("Users|Events"),
                 "canvas#daily-chart data-series is {series:?}, not Users|Events"
             );
-            let labels = attribute(b, "canvas#features-chart", "data-labels").await?;
-            let features: Vec<&str> = body["data"]["featureMetrics"]
-                .as_array()
-                .context("no featureMetrics")?
-                .iter()
-                .filter_map(|f| f["feature"].as_str())
-                .collect();
-            ensure!(
-                labels.as_deref() == Some(features.join("|").as_str()),
-                "canvas#features-chart data-labels is {labels:?}, the API's features are {features:?}"
-            );
+            check_daily_chart(b, &body).await?;
+            check_features_chart(b, &body).await?;
             check_labels(b).await?;
             b.screenshot("dashboard.png").await?;
             Ok(())
@@ -509,6 +970,7 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
                 .await?;
             wait_ready(b, "days=7").await?;
             let week = check_scorecards(b, hub, "days=7").await?;
+            check_daily_chart(b, &week).await?;
             let month = api(hub, "/api/metrics?days=30").await?;
             ensure!(
                 week["data"]["summary"] != month["data"]["summary"],
@@ -518,6 +980,29 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
             ensure!(
                 query.contains(&("days".to_owned(), "7".to_owned())),
                 "the URL does not carry days=7: {query:?}"
+            );
+
+            // The back button returns to the 30 days the page opened on.
+            b.client().back().await?;
+            wait_ready(b, "days=30").await?;
+            let month = check_scorecards(b, hub, "days=30").await?;
+            check_daily_chart(b, &month).await?;
+            let range = b
+                .script(
+                    "return document.querySelector('select#range').value",
+                    vec![],
+                )
+                .await?;
+            ensure!(
+                range == "30",
+                "after going back select#range shows {range}, not 30"
+            );
+            let query = url_query(b).await?;
+            ensure!(
+                !query
+                    .iter()
+                    .any(|(name, value)| name == "days" && value != "30"),
+                "after going back the URL is still {query:?}"
             );
             Ok(())
         })
@@ -619,16 +1104,23 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
         .run("comparison mode", async {
             open_dashboard(b, hub, "/?days=30", "days=30").await?;
             let body = api(hub, "/api/metrics?days=30").await?;
-            let answering: Vec<String> = details(&body)
+            // (id, badge) of every source that answered: one series each.
+            let answering: Vec<(String, String)> = details(&body)
                 .iter()
                 .filter(|d| d["status"] == "ok")
-                .filter_map(|d| badges.get(d["id"].as_str()?).cloned())
+                .map(|d| {
+                    (
+                        d["id"].as_str().unwrap_or_default().to_owned(),
+                        d["badge"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
                 .collect();
             ensure!(
-                answering.len() == 2,
+                sorted(answering.iter().map(|(id, _)| id.as_str()).collect())
+                    == ["demo", "postgres"],
                 "expected demo and postgres to answer: {answering:?}"
             );
-            let expected = sorted(answering);
+            let expected = sorted(answering.iter().map(|(_, badge)| badge.clone()).collect());
             click(b, "input#compare").await?;
             let metric = b
                 .client()
@@ -680,11 +1172,13 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
                     },
                 )
                 .await?;
+                check_compare_chart(b, hub, "days=30", choice, &answering).await?;
             }
             b.screenshot("dashboard-compare.png").await?;
 
             // The same view opened from its URL.
             open_dashboard(b, hub, "/?days=30&compare=1&metric=users", "days=30").await?;
+            check_compare_chart(b, hub, "days=30", "users", &answering).await?;
             ensure!(
                 is_checked(b, "input#compare").await?,
                 "compare=1 leaves #compare unchecked"
@@ -735,47 +1229,14 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
     steps
         .run("whole-request error", async {
             // Only the broken source selected: every selected source fails, a 503.
-            let query = "days=30&source=broken";
-            let response = reqwest::get(hub.url(&format!("/api/metrics?{query}"))).await?;
-            ensure!(
-                response.status() == 503,
-                "GET /api/metrics?{query} answered {}, not 503",
-                response.status()
-            );
-            let body: Value = response.json().await?;
-            let message = body["error"]["message"]
-                .as_str()
-                .context("the 503 has no error.message")?
-                .to_owned();
-            b.client().goto(&hub.url(&format!("/?{query}"))).await?;
-            b.wait_until("main#dashboard[data-status=error]", || async {
-                let state = b.script(DASHBOARD_STATE, vec![]).await?;
-                Ok(if state["status"] == "error" {
-                    Ok(())
-                } else {
-                    Err(state.to_string())
-                })
-            })
-            .await?;
-            let error = b.client().find(Locator::Css("#error")).await?;
-            let text = error.text().await?;
-            ensure!(
-                error.is_displayed().await? && text.contains(&message),
-                "#error reads {text:?} (visible: {}); the API says {message:?}",
-                error.is_displayed().await?
-            );
-            // Chromium logs every 503 it receives; that one is expected here, nothing else.
-            let unexpected: Vec<String> = b
-                .console_errors()
-                .await?
-                .into_iter()
-                .filter(|e| !(e.contains(&format!("/api/metrics?{query} ")) && e.contains("503")))
-                .collect();
-            ensure!(
-                unexpected.is_empty(),
-                "browser console errors: {unexpected:#?}"
-            );
-            Ok(())
+            shows_the_api_error(b, hub, "days=30&source=broken", 503).await
+        })
+        .await;
+
+    steps
+        .run("rejected request", async {
+            // The start after the end: the API answers 400 and the page shows its message.
+            shows_the_api_error(b, hub, "start_date=2026-01-10&end_date=2026-01-01", 400).await
         })
         .await;
 
@@ -835,11 +1296,11 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
                     .unwrap_or_default()
             };
             let shown = rows().await?;
-            ensure!(
+            same_as_api(
                 shown.as_array().map(|r| sorted(r.iter().map(Value::to_string).collect()))
                     == Some(sorted(expected.iter().map(Value::to_string).collect())),
-                "table#clients rows {shown}\n  the API's clientMetrics {expected:?}"
-            );
+                || format!("table#clients rows {shown}\n  the API's clientMetrics {expected:?}"),
+            )?;
             ensure!(
                 events(&shown).windows(2).all(|w| w[0] >= w[1]),
                 "the clients are not sorted by events descending: {:?}",
@@ -875,28 +1336,7 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
             b.set_viewport(390, 844).await?;
             let outcome = async {
                 open_dashboard(b, hub, "/?days=30", "days=30").await?;
-                let widths = b
-                    .script(
-                        "return [document.documentElement.scrollWidth, window.innerWidth]",
-                        vec![],
-                    )
-                    .await?;
-                let (scroll, inner) = (widths[0].as_u64(), widths[1].as_u64());
-                let wide = b
-                    .script(
-                        "return [...document.querySelectorAll('body *')]
-                           .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1)
-                           .slice(0, 5)
-                           .map(el => el.outerHTML.slice(0, el.outerHTML.indexOf('>') + 1));",
-                        vec![],
-                    )
-                    .await?;
-                b.screenshot("dashboard-phone.png").await?;
-                ensure!(
-                    scroll <= inner,
-                    "horizontal overflow at 390 px: scrollWidth {scroll:?} > innerWidth {inner:?}; widest: {wide}"
-                );
-                Ok(())
+                check_no_overflow(b, "dashboard-phone.png").await
             }
             .await;
             b.set_viewport(1280, 1500).await?;
@@ -924,9 +1364,9 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
                     == Some(sorted(ids.iter().map(Value::to_string).collect())),
                 "table#sources rows {rows}, the API lists {ids:?}"
             );
-            let health = broken_health(b).await?;
+            let (health, _) = shown_health(b, "broken").await?;
             ensure!(
-                health == "failing",
+                health.as_deref() == Some("failing"),
                 "broken's health is {health:?}, not failing"
             );
             let broken = sources
@@ -957,67 +1397,77 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
         .await;
 
     steps
-        .run("admin re-check", async {
-            open_admin(b, hub).await?;
-            click(b, "button[data-action=check][data-source=broken]").await?;
-            // The probe's outcome is shown beside the health, which follows it: the notice
-            // is written only by the re-check's own answer.
-            let outcome = b
-                .wait_until("broken's re-check to show it down", || async {
-                    let notice = b
-                        .client()
-                        .find(Locator::Css("#notice"))
-                        .await?
-                        .text()
-                        .await?;
-                    let check = attribute(
-                        b,
-                        "tr[data-source=broken] td[data-field=health] [data-check]",
-                        "data-check",
-                    )
-                    .await
-                    .ok()
-                    .flatten();
-                    let health = broken_health(b).await?;
-                    Ok(
-                        if notice.contains("broken is down")
-                            && check.as_deref() == Some("down")
-                            && health == "failing"
-                        {
-                            Ok(())
-                        } else {
-                            Err(format!(
-                                "notice {notice:?}, check {check:?}, health {health:?}"
-                            ))
-                        },
-                    )
-                })
-                .await;
-            let report = api(hub, "/api/sources").await?;
-            let last_check = report["data"]["sources"]
-                .as_array()
-                .and_then(|s| s.iter().find(|s| s["id"] == "broken"))
-                .map(|s| s["lastCheck"].clone());
-            ensure!(
-                last_check.as_ref().is_some_and(|c| c["status"] == "down"),
-                "the re-check did not reach the hub: lastCheck {last_check:?}"
-            );
+        .run("admin at phone width", async {
+            b.set_viewport(390, 844).await?;
+            let outcome = async {
+                open_admin(b, hub).await?;
+                check_no_overflow(b, "admin-phone.png").await
+            }
+            .await;
+            b.set_viewport(1280, 1500).await?;
             outcome
         })
         .await;
 
     steps
+        .run("admin re-check of a source that is down", async {
+            let health = recheck(b, hub, "broken", "broken is down", "down").await?;
+            // broken never fetched successfully: failing by its fetches and by the probe.
+            ensure!(
+                health.as_deref() == Some("failing"),
+                "broken's health is {health:?} after the re-check, not failing"
+            );
+            let report = source_report(hub, "broken").await?;
+            ensure!(
+                report["lastCheck"]["status"] == "down",
+                "the hub has broken's lastCheck {}, not down",
+                report["lastCheck"]
+            );
+            Ok(())
+        })
+        .await;
+
+    steps
+        .run("admin re-check of a source that is up", async {
+            let health = recheck(b, hub, "demo", "demo answered its health check", "ok").await?;
+            let report = source_report(hub, "demo").await?;
+            ensure!(
+                health.as_deref() == Some("ok") && report["health"] == "ok",
+                "demo's health is {health:?} on the page and {} in /api/sources after a \
+                 passing re-check, not ok",
+                report["health"]
+            );
+            ensure!(
+                report["lastCheck"]["status"] == "ok",
+                "the hub has demo's lastCheck {}, not ok",
+                report["lastCheck"]
+            );
+            Ok(())
+        })
+        .await;
+
+    steps
         .run("admin clear cache", async {
+            // Fill demo's cache whatever ran before, so that the clear has something to do.
+            api(hub, "/api/metrics?days=30&source=demo").await?;
+            let report = source_report(hub, "demo").await?;
+            let before = &report["cache"]["entries"];
+            ensure!(
+                before.as_u64().is_some_and(|n| n > 0),
+                "demo's cache has {before} entries before the clear: nothing to clear"
+            );
             open_admin(b, hub).await?;
             click(b, "button[data-action=clear][data-source=demo]").await?;
-            b.wait_until("#notice to report the cleared demo cache", || async {
+            b.wait_until("#notice to say \"Cache cleared for demo\"", || async {
                 let notice = b.client().find(Locator::Css("#notice")).await?;
                 let text = notice.text().await?;
-                Ok(if text.contains("demo") && notice.is_displayed().await? {
-                    Ok(())
-                } else {
-                    Err(format!("{text:?}"))
-                })
+                Ok(
+                    if text.contains("Cache cleared for demo") && notice.is_displayed().await? {
+                        Ok(())
+                    } else {
+                        Err(format!("{text:?}"))
+                    },
+                )
             })
             .await?;
             let role = attribute(b, "#notice", "role").await?;
@@ -1025,14 +1475,11 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
                 role.as_deref() == Some("status"),
                 "#notice has role {role:?}, not status"
             );
-            let report = api(hub, "/api/sources").await?;
-            let entries = report["data"]["sources"]
-                .as_array()
-                .and_then(|s| s.iter().find(|s| s["id"] == "demo"))
-                .map(|s| s["cache"]["entries"].clone());
+            let report = source_report(hub, "demo").await?;
+            let after = &report["cache"]["entries"];
             ensure!(
-                entries == Some(json!(0)),
-                "demo's cache still has {entries:?} entries after clear"
+                after == &json!(0),
+                "demo's cache still has {after} entries after the clear"
             );
             Ok(())
         })
@@ -1103,6 +1550,19 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
         "browser tests took {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // Across UTC midnight the page and the API may have answered different days: numbers
+    // that differ are a note then, not a failure.
+    let crossed_midnight = Utc::now().date_naive() != day;
+    let (notes, failures): (Vec<Failure>, Vec<Failure>) = failures
+        .into_iter()
+        .partition(|f| crossed_midnight && f.mismatch_only);
+    for note in &notes {
+        eprintln!(
+            "note: the run crossed UTC midnight, so this is not a failure:\n{}",
+            note.report
+        );
+    }
+    let failures: Vec<String> = failures.into_iter().map(|f| f.report).collect();
     assert!(
         failures.is_empty(),
         "{} step(s) failed:\n\n{}",
