@@ -1,6 +1,7 @@
 // The admin page at `/admin/sources`: every source with its health, last fetch, last error,
 // latency and cache, the files that failed validation, and the actions an admin needs
 // (re-check a source, clear one cache or all). It reads and acts only through the JSON API.
+// The ids and data-* attributes the browser tests read are listed in docs/pages.md.
 "use strict";
 
 (() => {

@@ -1,6 +1,7 @@
 // The dashboard at `/`. The view (window, sources, comparison) lives in the URL, with the
 // API's own parameter names, so a view can be shared and the back button works; every
-// number on the page comes from /api/metrics for exactly that view.
+// number on the page comes from /api/metrics for exactly that view. The ids and data-*
+// attributes the browser tests read are listed in docs/pages.md.
 "use strict";
 
 (() => {

@@ -2,7 +2,8 @@
 //! (`/admin/sources`) in headless Chromium, over one hub with the shipped demo (SQLite) and
 //! postgres sources, a source that fails at fetch time and an invalid source file. Every
 //! number a page shows is checked against the hub's own API asked with the same
-//! parameters; the DOM read here is the pages' contract (ids and data-* attributes).
+//! parameters; the DOM read here is the pages' contract (ids and data-* attributes),
+//! written down in docs/pages.md.
 //!
 //! Each step opens the state it needs by URL, so one failing step does not hide the
 //! others: failures are collected and reported together at the end, each with a
