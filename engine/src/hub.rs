@@ -776,6 +776,8 @@ impl Hub {
             .iter()
             .map(|entry| {
                 let spec = &entry.spec;
+                // Before taking the status lock, which is meant to be held only briefly.
+                let cache = entry.cache.stats();
                 let status = entry.status();
                 let health = if spec.enabled {
                     status.health()
@@ -816,7 +818,7 @@ impl Hub {
                         })
                         .collect(),
                     cache_ttl_seconds: spec.cache_ttl.as_secs(),
-                    cache: entry.cache.stats(),
+                    cache,
                     timeout_ms: spec.timeout.as_millis() as u64,
                 }
             })
