@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
 use rust_embed::Embed;
+use tower_http::compression::CompressionLayer;
 
 use super::ApiError;
 use crate::hub::Hub;
@@ -49,24 +50,26 @@ pub(super) fn routes() -> Router<Arc<Hub>> {
                 file(&path, &headers)
             }),
         )
+        // Only the pages' files: the JSON API stays as it was measured.
+        .layer(CompressionLayer::new())
 }
 
 /// One embedded file, revalidated by its SHA-256: browsers ask again each time (the hub
-/// may have been upgraded) and get a 304 while nothing changed.
+/// may have been upgraded) and get a 304 while nothing changed. The tag is weak because
+/// the gzipped and the plain body share it.
 fn file(path: &str, headers: &HeaderMap) -> Response {
     let Some(asset) = Assets::get(path) else {
         return ApiError::not_found().into_response();
     };
-    let etag = format!("\"{}\"", hex(&asset.metadata.sha256_hash()));
-    // If-None-Match compares weakly (RFC 9110 13.1.2): a proxy that compressed the file
-    // sends the tag back as W/"...".
+    let tag = format!("\"{}\"", hex(&asset.metadata.sha256_hash()));
+    // If-None-Match compares weakly (RFC 9110 13.1.2): W/"..." and "..." both match.
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|tags| {
             tags.split(',')
                 .map(str::trim)
-                .any(|tag| tag == "*" || tag.strip_prefix("W/").unwrap_or(tag) == etag)
+                .any(|sent| sent == "*" || sent.strip_prefix("W/").unwrap_or(sent) == tag)
         });
     let mut response = if unchanged {
         StatusCode::NOT_MODIFIED.into_response()
@@ -85,7 +88,7 @@ fn file(path: &str, headers: &HeaderMap) -> Response {
             headers.insert(header::CONTENT_TYPE, value);
         }
     }
-    if let Ok(value) = HeaderValue::from_str(&etag) {
+    if let Ok(value) = HeaderValue::from_str(&format!("W/{tag}")) {
         headers.insert(header::ETAG, value);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
@@ -121,8 +124,19 @@ mod tests {
     use crate::hub::HubSettings;
 
     async fn get(path: &str, if_none_match: Option<&str>) -> Response {
+        get_with(path, if_none_match, None).await
+    }
+
+    async fn get_with(
+        path: &str,
+        if_none_match: Option<&str>,
+        accept_encoding: Option<&str>,
+    ) -> Response {
         let hub = Arc::new(Hub::new(LoadedSources::default(), HubSettings::default()));
         let mut request = Request::get(path);
+        if let Some(encodings) = accept_encoding {
+            request = request.header(header::ACCEPT_ENCODING, encodings);
+        }
         if let Some(tag) = if_none_match {
             request = request.header(header::IF_NONE_MATCH, tag);
         }
@@ -150,10 +164,12 @@ mod tests {
             assert!(String::from_utf8_lossy(&body).contains(marker), "{path}");
 
             let etag = headers[header::ETAG].to_str().unwrap();
+            assert!(etag.starts_with("W/\""), "{etag}");
             let again = get(path, Some(etag)).await;
             assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
-            let weak = get(path, Some(&format!("\"x\", W/{etag}"))).await;
-            assert_eq!(weak.status(), StatusCode::NOT_MODIFIED);
+            let strong = etag.trim_start_matches("W/");
+            let listed = get(path, Some(&format!("\"x\", {strong}"))).await;
+            assert_eq!(listed.status(), StatusCode::NOT_MODIFIED);
             let other = get(path, Some("\"something-else\"")).await;
             assert_eq!(other.status(), StatusCode::OK);
         }
@@ -162,6 +178,31 @@ mod tests {
             script.headers()[header::CONTENT_TYPE],
             "text/javascript; charset=utf-8"
         );
+    }
+
+    #[tokio::test]
+    async fn files_are_gzipped_for_clients_that_accept_it_and_the_api_is_not() {
+        let path = "/assets/vendor/chart.js/chart.umd.min.js";
+        let plain = get(path, None).await;
+        assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+        let original = plain.into_body().collect().await.unwrap().to_bytes();
+
+        let zipped = get_with(path, None, Some("gzip")).await;
+        assert_eq!(zipped.headers()[header::CONTENT_ENCODING], "gzip");
+        let body = zipped.into_body().collect().await.unwrap().to_bytes();
+        assert!(
+            body.len() * 2 < original.len(),
+            "{} of {}",
+            body.len(),
+            original.len()
+        );
+        let mut unzipped = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut unzipped)
+            .unwrap();
+        assert_eq!(unzipped, original);
+
+        let api = get_with("/api/sources", None, Some("gzip")).await;
+        assert!(api.headers().get(header::CONTENT_ENCODING).is_none());
     }
 
     #[tokio::test]
