@@ -22,6 +22,7 @@ use std::sync::{Arc, OnceLock};
 use anyhow::{bail, Context};
 use metrics_hub::config;
 use metrics_hub::hub::{Hub, HubSettings};
+use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -282,6 +283,35 @@ impl Drop for TestHub {
             let _ = tx.send(());
         }
     }
+}
+
+/// `GET path` on `hub`: the status and the JSON body (any status; a body that is not
+/// JSON fails the test).
+pub async fn get(hub: &TestHub, path: &str) -> (u16, Value) {
+    let response = reqwest::get(hub.url(path)).await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// `POST path` (no body) on `hub`: the status and the JSON body.
+pub async fn post(hub: &TestHub, path: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(hub.url(path))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// The `metadata.sourceDetails` entry of source `id` in a metrics answer.
+pub fn details<'a>(body: &'a Value, id: &str) -> &'a Value {
+    body["metadata"]["sourceDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == id)
+        .unwrap_or_else(|| panic!("no details for {id} in {body}"))
 }
 
 /// Writes `files` (name -> YAML) into a fresh temporary directory.

@@ -9,7 +9,7 @@ use chrono::{NaiveDate, Utc};
 use metrics_hub::demo;
 use metrics_hub::hub::HubSettings;
 use metrics_hub_tests::expected::{expected, Narrow};
-use metrics_hub_tests::{repo_root, sources_dir, Postgres, TestHub};
+use metrics_hub_tests::{details, get, post, repo_root, sources_dir, Postgres, TestHub};
 use serde_json::Value;
 
 fn shipped(name: &str) -> String {
@@ -58,31 +58,6 @@ async fn setup(database: &str, extra: &[(&str, String)]) -> Setup {
         pg_url,
         _dirs: (data, sources),
     }
-}
-
-async fn get(hub: &TestHub, path: &str) -> (u16, Value) {
-    let response = reqwest::get(hub.url(path)).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-async fn post(hub: &TestHub, path: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
-        .post(hub.url(path))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-fn details<'a>(body: &'a Value, id: &str) -> &'a Value {
-    body["metadata"]["sourceDetails"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == id)
-        .unwrap_or_else(|| panic!("no details for {id} in {body}"))
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use metrics_hub_tests::bigquery_standin::{
     scan_bytes, Behaviour, BigqueryStandin, Data, Failure, Ga4Event, Recorded,
 };
 use metrics_hub_tests::expected::{expected, Narrow};
-use metrics_hub_tests::{repo_root, sources_dir, TestHub};
+use metrics_hub_tests::{details, get, repo_root, sources_dir, TestHub};
 use serde_json::{json, Value};
 
 const PROJECT: &str = "standin-project";
@@ -119,12 +119,6 @@ async fn setup_with(
     }
 }
 
-async fn get(hub: &TestHub, path: &str) -> (u16, Value) {
-    let response = reqwest::get(hub.url(path)).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 async fn clear_caches(hub: &TestHub) {
     let response = reqwest::Client::new()
         .post(hub.url("/api/cache/clear"))
@@ -132,15 +126,6 @@ async fn clear_caches(hub: &TestHub) {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-}
-
-fn details<'a>(body: &'a Value, id: &str) -> &'a Value {
-    body["metadata"]["sourceDetails"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == id)
-        .unwrap_or_else(|| panic!("no details for {id} in {body}"))
 }
 
 fn queries(requests: &[Recorded]) -> Vec<&Recorded> {

@@ -14,7 +14,7 @@ use metrics_hub::demo;
 use metrics_hub::hub::HubSettings;
 use metrics_hub_tests::expected::{expected, Narrow};
 use metrics_hub_tests::hubspot_standin::{self, HubSpotStandIn, Portal, RESULT_CAP};
-use metrics_hub_tests::{plugin_component, repo_root, sources_dir, TestHub};
+use metrics_hub_tests::{details, get, plugin_component, repo_root, sources_dir, TestHub};
 use serde_json::{json, Value};
 
 /// The shipped HubSpot source aimed at `standin` with `page_size` results a page: the
@@ -83,21 +83,6 @@ async fn setup(portal: Portal, page_size: u32, token: &str) -> Setup {
         today,
         _dirs: (data, sources),
     }
-}
-
-async fn get(hub: &TestHub, path: &str) -> (u16, Value) {
-    let response = reqwest::get(hub.url(path)).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-fn details<'a>(body: &'a Value, id: &str) -> &'a Value {
-    body["metadata"]["sourceDetails"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == id)
-        .unwrap_or_else(|| panic!("no details for {id} in {body}"))
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ use metrics_hub::hub::HubSettings;
 use metrics_hub_tests::expected::{expected, Narrow};
 use metrics_hub_tests::hubspot_standin::{self, HubSpotStandIn, Portal};
 use metrics_hub_tests::salesforce_standin::{self, Org, SalesforceStandIn};
-use metrics_hub_tests::{plugin_component, repo_root, sources_dir, TestHub};
+use metrics_hub_tests::{details, get, plugin_component, repo_root, sources_dir, TestHub};
 use serde_json::{json, Value};
 
 /// Records per query response: small, so that a 30-day window pages.
@@ -137,21 +137,6 @@ async fn setup(client_secret: &str, extra: Vec<(&str, String)>, env: &[(&str, &s
         today,
         _dirs: (data, sources),
     }
-}
-
-async fn get(hub: &TestHub, path: &str) -> (u16, Value) {
-    let response = reqwest::get(hub.url(path)).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-fn details<'a>(body: &'a Value, id: &str) -> &'a Value {
-    body["metadata"]["sourceDetails"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == id)
-        .unwrap_or_else(|| panic!("no details for {id} in {body}"))
 }
 
 /// Adds `from`'s numbers into `into`'s, leaving other values (names, dates) alone.

@@ -11,7 +11,7 @@ use metrics_hub::hub::HubSettings;
 use metrics_hub::model::QueryParams;
 use metrics_hub_tests::expected::{expected, Narrow};
 use metrics_hub_tests::rest_standin::{self, Event, RestStandIn};
-use metrics_hub_tests::{repo_root, sources_dir, TestHub};
+use metrics_hub_tests::{details, get, repo_root, sources_dir, TestHub};
 use serde_json::{json, Value};
 
 const FROM: &str = "2026-01-03";
@@ -104,12 +104,6 @@ fn file(id: &str, text: String) -> (String, String) {
     (format!("{id}.yaml"), text)
 }
 
-async fn get(hub: &TestHub, path: &str) -> (u16, Value) {
-    let response = reqwest::get(hub.url(path)).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
 /// The window's metrics of one source.
 async fn metrics_of(hub: &TestHub, id: &str) -> Value {
     let (status, body) = get(
@@ -119,15 +113,6 @@ async fn metrics_of(hub: &TestHub, id: &str) -> Value {
     .await;
     assert!(status == 200 || status == 503, "{status}: {body}");
     body
-}
-
-fn details<'a>(body: &'a Value, id: &str) -> &'a Value {
-    body["metadata"]["sourceDetails"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == id)
-        .unwrap_or_else(|| panic!("no details for {id} in {body}"))
 }
 
 fn window() -> QueryParams {

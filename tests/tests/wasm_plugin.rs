@@ -12,7 +12,7 @@ use chrono::{NaiveDate, Utc};
 use metrics_hub::hub::HubSettings;
 use metrics_hub::plugin::cache::Origin;
 use metrics_hub::plugin::{PluginError, Runtime};
-use metrics_hub_tests::{plugin_component, repo_root, sources_dir, TestHub};
+use metrics_hub_tests::{details, get, plugin_component, repo_root, sources_dir, TestHub};
 use serde_json::{json, Value};
 
 /// What `test-trivial` answers for `start..=end`, computed from its documented formula.
@@ -82,21 +82,6 @@ async fn setup(files: &[(&str, String)]) -> Setup {
         today: Utc::now().date_naive(),
         _dirs: (data, sources),
     }
-}
-
-async fn get(hub: &TestHub, path: &str) -> (u16, Value) {
-    let response = reqwest::get(hub.url(path)).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-fn details<'a>(body: &'a Value, id: &str) -> &'a Value {
-    body["metadata"]["sourceDetails"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == id)
-        .unwrap_or_else(|| panic!("no details for {id} in {body}"))
 }
 
 #[tokio::test]

@@ -21,7 +21,9 @@ use axum::routing::get;
 use axum::Router;
 use metrics_hub::config;
 use metrics_hub::hub::{Hub, HubSettings};
-use metrics_hub_tests::{plugin_component, repo_root, sources_dir, TestHub};
+use metrics_hub_tests::{
+    details, get as get_json, plugin_component, repo_root, sources_dir, TestHub,
+};
 use serde_json::Value;
 
 fn demo_yaml() -> String {
@@ -91,21 +93,6 @@ async fn start(files: &[(&str, String)], env: &[(&str, &str)]) -> (TestHub, temp
         "{body}"
     );
     (hub, sources)
-}
-
-async fn get_json(hub: &TestHub, path: &str) -> (u16, Value) {
-    let response = reqwest::get(hub.url(path)).await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
-}
-
-fn details<'a>(body: &'a Value, id: &str) -> &'a Value {
-    body["metadata"]["sourceDetails"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == id)
-        .unwrap_or_else(|| panic!("no details for {id} in {body}"))
 }
 
 /// Asks for every source: the answer is a 200 with the demo's data, and `id` reported
