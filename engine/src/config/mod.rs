@@ -821,6 +821,41 @@ pub(crate) struct KindContext<'a> {
     pub enabled: bool,
 }
 
+impl KindContext<'_> {
+    /// Reports an empty `queries:` for kinds that need at least one query.
+    pub fn require_queries(&self, problems: &mut Problems) {
+        if self.queries.is_empty() {
+            problems.add(
+                "/queries",
+                "declare at least one of summary, daily, features, clients under `queries:`",
+            );
+        }
+    }
+
+    /// Each entry under `queries:` as (dataset, its JSON pointer, its body parsed as `Q`).
+    /// A name that is not a dataset, or a body that does not parse, is reported and left out.
+    pub fn typed_queries<Q: DeserializeOwned>(
+        &self,
+        problems: &mut Problems,
+    ) -> Vec<(Dataset, String, Q)> {
+        let mut typed = Vec::new();
+        for (name, query) in self.queries {
+            let pointer = format!("/queries/{name}");
+            let Some(dataset) = Dataset::parse(name) else {
+                problems.add(
+                    &pointer,
+                    format!("`{name}` is not a dataset: use summary, daily, features or clients"),
+                );
+                continue;
+            };
+            if let Some(query) = problems.parse::<Q>(&pointer, query) {
+                typed.push((dataset, pointer, query));
+            }
+        }
+        typed
+    }
+}
+
 /// Request parameters to trial-render templates with at validation: one set without
 /// filters and one with every declared filter given, so both branches of
 /// `{% if filters.x is defined %}` are exercised.
@@ -852,24 +887,8 @@ pub(crate) fn compile_sql_queries(
     let mut templates =
         crate::template::QueryTemplates::new(placeholder, context.identifiers.clone());
     let mut datasets = BTreeSet::new();
-    if context.queries.is_empty() {
-        problems.add(
-            "/queries",
-            "declare at least one of summary, daily, features, clients under `queries:`",
-        );
-    }
-    for (name, query) in context.queries {
-        let pointer = format!("/queries/{name}");
-        let Some(dataset) = Dataset::parse(name) else {
-            problems.add(
-                &pointer,
-                format!("`{name}` is not a dataset: use summary, daily, features or clients"),
-            );
-            continue;
-        };
-        let Some(query) = problems.parse::<SqlQueryConfig>(&pointer, query) else {
-            continue;
-        };
+    context.require_queries(problems);
+    for (dataset, pointer, query) in context.typed_queries::<SqlQueryConfig>(problems) {
         match templates.add(dataset.as_str(), &query.sql) {
             Ok(()) => {
                 datasets.insert(dataset);

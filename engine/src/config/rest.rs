@@ -828,24 +828,8 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
     let mut templates = RequestTemplates::new();
     let mut queries = BTreeMap::new();
     let mut compiled = BTreeSet::new();
-    if context.queries.is_empty() {
-        problems.add(
-            "/queries",
-            "declare at least one of summary, daily, features, clients under `queries:`",
-        );
-    }
-    for (name, query) in context.queries {
-        let pointer = format!("/queries/{name}");
-        let Some(dataset) = Dataset::parse(name) else {
-            problems.add(
-                &pointer,
-                format!("`{name}` is not a dataset: use summary, daily, features or clients"),
-            );
-            continue;
-        };
-        let Some(query) = problems.parse::<QueryConfig>(&pointer, query) else {
-            continue;
-        };
+    context.require_queries(problems);
+    for (dataset, pointer, query) in context.typed_queries::<QueryConfig>(problems) {
         let method = query.method.unwrap_or(Method::Get);
         if method == Method::Get && query.body.is_some() {
             problems.add(

@@ -221,20 +221,11 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
         },
     }
 
-    let mut datasets = BTreeSet::new();
-    for (name, query) in context.queries {
-        let pointer = format!("/queries/{name}");
-        let Some(dataset) = Dataset::parse(name) else {
-            problems.add(
-                &pointer,
-                format!("`{name}` is not a dataset: use summary, daily, features or clients"),
-            );
-            continue;
-        };
-        if problems.parse::<QueryConfig>(&pointer, query).is_some() {
-            datasets.insert(dataset);
-        }
-    }
+    let mut datasets: BTreeSet<Dataset> = context
+        .typed_queries::<QueryConfig>(problems)
+        .into_iter()
+        .map(|(dataset, _, _)| dataset)
+        .collect();
     if context.queries.is_empty() {
         datasets.extend(Dataset::ALL);
     }
