@@ -6,7 +6,7 @@
 //! evaluates date functions such as `DAY_ONLY` in UTC unless `convertTimezone()` is used,
 //! so days and window agree.
 
-use crate::dates::Date;
+use crate::dates::{Date, SoqlDate};
 
 /// The inclusive day range one request asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
