@@ -35,7 +35,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_hub::demo::DemoEvent;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 /// One `event_params` entry of a GA4 export row.
 #[derive(Debug, Clone, PartialEq)]
@@ -225,7 +224,8 @@ pub struct BigqueryStandin {
     /// `http://127.0.0.1:PORT/bigquery/v2`, what `connection.base_url` takes.
     pub base_url: String,
     state: Arc<StandinState>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Serving until dropped.
+    _server: crate::Background,
 }
 
 impl BigqueryStandin {
@@ -244,19 +244,11 @@ impl BigqueryStandin {
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base_url = format!("http://{}/bigquery/v2", listener.local_addr()?);
-        let (tx, rx) = oneshot::channel::<()>();
-        let router = app(state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let server = crate::serve_in_background(listener, app(state.clone()));
         Ok(BigqueryStandin {
             base_url,
             state,
-            shutdown: Some(tx),
+            _server: server,
         })
     }
 
@@ -283,14 +275,6 @@ impl BigqueryStandin {
         match &self.state.data {
             Data::Events(events) => scan_bytes(events, from, to),
             Data::Table { bytes, .. } => *bytes,
-        }
-    }
-}
-
-impl Drop for BigqueryStandin {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
         }
     }
 }

@@ -22,7 +22,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{json, Map, Value};
-use tokio::sync::oneshot;
 
 use crate::salesforce_standin::Random;
 
@@ -435,7 +434,8 @@ pub fn iso(moment: &DateTime<Utc>) -> String {
 pub struct HubSpotStandIn {
     base: String,
     state: Arc<StandIn>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Serving until dropped.
+    _server: crate::Background,
 }
 
 /// One record as `(id, properties)`.
@@ -477,19 +477,11 @@ impl HubSpotStandIn {
         let state = StandIn::new(portal);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
-        let (tx, rx) = oneshot::channel::<()>();
-        let app = app(state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let server = crate::serve_in_background(listener, app(state.clone()));
         Ok(HubSpotStandIn {
             base,
             state,
-            shutdown: Some(tx),
+            _server: server,
         })
     }
 
@@ -515,14 +507,6 @@ impl HubSpotStandIn {
     /// Every search so far as `object after` (`-` for a first page).
     pub fn requests(&self) -> Vec<String> {
         self.state.log.lock().expect("log lock").clone()
-    }
-}
-
-impl Drop for HubSpotStandIn {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 

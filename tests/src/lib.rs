@@ -285,6 +285,25 @@ impl Drop for TestHub {
     }
 }
 
+/// A stand-in server running on a background task; dropping this handle stops it
+/// gracefully (the channel closes, which ends the shutdown future).
+pub struct Background {
+    _stop: oneshot::Sender<()>,
+}
+
+/// Serves `router` on `listener` until the returned handle is dropped.
+pub fn serve_in_background(listener: tokio::net::TcpListener, router: axum::Router) -> Background {
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Background { _stop: stop }
+}
+
 /// `GET path` on `hub`: the status and the JSON body (any status; a body that is not
 /// JSON fails the test).
 pub async fn get(hub: &TestHub, path: &str) -> (u16, Value) {

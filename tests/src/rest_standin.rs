@@ -36,7 +36,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use chrono::{Days, NaiveDate, NaiveTime};
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
 pub const API_KEY: &str = "key-7f3a9c1e55";
 pub const BEARER_TOKEN: &str = "bearer-5d2b8e4f77";
@@ -181,7 +180,8 @@ pub fn app(state: Arc<StandInState>) -> Router {
 /// A running stand-in, stopped on drop.
 pub struct RestStandIn {
     state: Arc<StandInState>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Serving until dropped.
+    _server: crate::Background,
 }
 
 impl RestStandIn {
@@ -211,18 +211,10 @@ impl RestStandIn {
             tokens_issued: AtomicUsize::new(0),
             faults: Mutex::new(HashMap::new()),
         });
-        let (tx, rx) = oneshot::channel::<()>();
-        let router = app(state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let server = crate::serve_in_background(listener, app(state.clone()));
         Ok(RestStandIn {
             state,
-            shutdown: Some(tx),
+            _server: server,
         })
     }
 
@@ -251,14 +243,6 @@ impl RestStandIn {
     /// Tokens the token endpoint has issued.
     pub fn tokens_issued(&self) -> usize {
         self.state.tokens_issued.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for RestStandIn {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 

@@ -28,7 +28,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, TimeZone, Utc};
 use serde_json::{json, Map, Value};
-use tokio::sync::oneshot;
 
 /// The connected app's consumer key the stand-in accepts.
 pub const CLIENT_ID: &str = "3MVG9standin.consumer.key";
@@ -314,7 +313,8 @@ impl Org {
 pub struct SalesforceStandIn {
     base: String,
     state: Arc<StandIn>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Serving until dropped.
+    _server: crate::Background,
 }
 
 /// The server's state. Std mutexes: nothing awaits while one is held.
@@ -361,19 +361,11 @@ impl SalesforceStandIn {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         *state.base.lock().expect("base lock") = base.clone();
-        let (tx, rx) = oneshot::channel::<()>();
-        let app = app(state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let server = crate::serve_in_background(listener, app(state.clone()));
         Ok(SalesforceStandIn {
             base,
             state,
-            shutdown: Some(tx),
+            _server: server,
         })
     }
 
@@ -415,14 +407,6 @@ impl SalesforceStandIn {
     /// Every request so far as `METHOD path`.
     pub fn requests(&self) -> Vec<String> {
         self.state.log.lock().expect("log lock").clone()
-    }
-}
-
-impl Drop for SalesforceStandIn {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 
