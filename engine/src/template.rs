@@ -78,11 +78,12 @@ thread_local! {
     static BINDS: RefCell<Vec<BindValue>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A date request value. Rendered as an object so `bind()` knows to send a DATE.
+/// A date request value: printed `YYYY-MM-DD`, and an object so `bind()` knows to send
+/// a DATE and the REST date filters know it is one.
 #[derive(Debug)]
-struct SqlDate(NaiveDate);
+struct RequestDate(NaiveDate);
 
-impl Object for SqlDate {
+impl Object for RequestDate {
     fn repr(self: &Arc<Self>) -> ObjectRepr {
         ObjectRepr::Plain
     }
@@ -93,7 +94,30 @@ impl Object for SqlDate {
 }
 
 fn date_value(date: NaiveDate) -> Value {
-    Value::from_object(SqlDate(date))
+    Value::from_object(RequestDate(date))
+}
+
+/// What every query template sees of a request: `days`, `start_date`, `end_date` (dates)
+/// and `filters.NAME`.
+pub(crate) fn request_context(params: &QueryParams) -> Value {
+    let filters: BTreeMap<&str, Value> = params
+        .filters
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                FilterValue::Text(text) => Value::from(text.as_str()),
+                FilterValue::Integer(number) => Value::from(*number),
+                FilterValue::Date(date) => date_value(*date),
+            };
+            (name.as_str(), value)
+        })
+        .collect();
+    minijinja::context! {
+        days => params.days,
+        start_date => date_value(params.start_date),
+        end_date => date_value(params.end_date),
+        filters => filters,
+    }
 }
 
 /// The compiled query templates of one source.
@@ -186,24 +210,7 @@ impl QueryTemplates {
     /// Renders `name` for `params`: SQL with placeholders plus the values to bind.
     pub fn render(&self, name: &str, params: &QueryParams) -> Result<RenderedQuery, TemplateError> {
         let template = self.env.get_template(name)?;
-        let filters: BTreeMap<&str, Value> = params
-            .filters
-            .iter()
-            .map(|(name, value)| {
-                let value = match value {
-                    FilterValue::Text(text) => Value::from(text.as_str()),
-                    FilterValue::Integer(number) => Value::from(*number),
-                    FilterValue::Date(date) => date_value(*date),
-                };
-                (name.as_str(), value)
-            })
-            .collect();
-        let context = minijinja::context! {
-            days => params.days,
-            start_date => date_value(params.start_date),
-            end_date => date_value(params.end_date),
-            filters => filters,
-        };
+        let context = request_context(params);
         BINDS.with(|binds| binds.borrow_mut().clear());
         let rendered = template.render(context);
         let binds = BINDS.with(|binds| std::mem::take(&mut *binds.borrow_mut()));
@@ -222,7 +229,7 @@ impl QueryTemplates {
         let mut problems: Vec<String> = template
             .undeclared_variables(true)
             .into_iter()
-            .filter_map(|variable| unknown_variable(&variable, declared_filters))
+            .filter_map(|variable| unknown_variable(&variable, declared_filters, &GLOBALS))
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -231,11 +238,16 @@ impl QueryTemplates {
     }
 }
 
-/// `None` when `variable` is a request parameter, a declared filter or one of our globals.
-fn unknown_variable(variable: &str, declared: &BTreeSet<String>) -> Option<String> {
+/// `None` when `variable` is a request parameter, a declared filter or one of `globals`
+/// (the functions the template environment defines).
+pub(crate) fn unknown_variable(
+    variable: &str,
+    declared: &BTreeSet<String>,
+    globals: &[&str],
+) -> Option<String> {
     let mut parts = variable.split('.');
     let head = parts.next().unwrap_or_default();
-    if PARAMETERS.contains(&head) || GLOBALS.contains(&head) {
+    if PARAMETERS.contains(&head) || globals.contains(&head) {
         return None;
     }
     if head == "filters" {
@@ -252,8 +264,9 @@ fn unknown_variable(variable: &str, declared: &BTreeSet<String>) -> Option<Strin
     ))
 }
 
-fn as_date(value: &Value) -> Option<NaiveDate> {
-    if let Some(date) = value.downcast_object_ref::<SqlDate>() {
+/// A request date, or a `YYYY-MM-DD` string, as a date.
+pub(crate) fn as_date(value: &Value) -> Option<NaiveDate> {
+    if let Some(date) = value.downcast_object_ref::<RequestDate>() {
         return Some(date.0);
     }
     value
@@ -263,7 +276,7 @@ fn as_date(value: &Value) -> Option<NaiveDate> {
 
 fn to_bind_value(value: &Value) -> Result<BindValue, minijinja::Error> {
     use minijinja::value::ValueKind;
-    if let Some(date) = value.downcast_object_ref::<SqlDate>() {
+    if let Some(date) = value.downcast_object_ref::<RequestDate>() {
         return Ok(BindValue::Date(date.0));
     }
     let bound = match value.kind() {

@@ -18,15 +18,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
-use std::sync::Arc;
 
-use chrono::{NaiveDate, NaiveTime};
-use minijinja::value::{Object, ObjectRepr, ValueKind};
+use chrono::NaiveTime;
+use minijinja::value::ValueKind;
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
-use crate::model::{Dataset, FilterValue, QueryParams};
-use crate::template::TemplateError;
+use crate::model::{Dataset, QueryParams};
+use crate::template::{as_date, request_context as context, unknown_variable, TemplateError};
 
 /// What stays unencoded in a path segment: RFC 3986 unreserved characters only.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -34,37 +33,6 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-/// Names a template may read besides `filters.NAME`.
-const PARAMETERS: [&str; 3] = ["days", "start_date", "end_date"];
-
-/// A date request value: printed `YYYY-MM-DD`, serialized as that string, and understood
-/// by the date filters.
-#[derive(Debug)]
-struct RequestDate(NaiveDate);
-
-impl Object for RequestDate {
-    fn repr(self: &Arc<Self>) -> ObjectRepr {
-        ObjectRepr::Plain
-    }
-
-    fn render(self: &Arc<Self>, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0.format("%Y-%m-%d"))
-    }
-}
-
-fn date_value(date: NaiveDate) -> Value {
-    Value::from_object(RequestDate(date))
-}
-
-fn as_date(value: &Value) -> Option<NaiveDate> {
-    if let Some(date) = value.downcast_object_ref::<RequestDate>() {
-        return Some(date.0);
-    }
-    value
-        .as_str()
-        .and_then(|text| NaiveDate::parse_from_str(text, "%Y-%m-%d").ok())
-}
 
 fn not_a_date(filter: &str) -> Error {
     Error::new(
@@ -415,7 +383,7 @@ impl RequestTemplates {
             };
             let mut unknown: Vec<String> = variables
                 .iter()
-                .filter_map(|v| unknown_variable(v, declared_filters))
+                .filter_map(|v| unknown_variable(v, declared_filters, &[]))
                 .collect::<HashSet<_>>()
                 .into_iter()
                 .collect();
@@ -639,51 +607,11 @@ fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn context(params: &QueryParams) -> Value {
-    let filters: BTreeMap<&str, Value> = params
-        .filters
-        .iter()
-        .map(|(name, value)| {
-            let value = match value {
-                FilterValue::Text(text) => Value::from(text.as_str()),
-                FilterValue::Integer(number) => Value::from(*number),
-                FilterValue::Date(date) => date_value(*date),
-            };
-            (name.as_str(), value)
-        })
-        .collect();
-    minijinja::context! {
-        days => params.days,
-        start_date => date_value(params.start_date),
-        end_date => date_value(params.end_date),
-        filters => filters,
-    }
-}
-
-/// `None` when `variable` is a request parameter or a declared filter.
-fn unknown_variable(variable: &str, declared: &BTreeSet<String>) -> Option<String> {
-    let mut parts = variable.split('.');
-    let head = parts.next().unwrap_or_default();
-    if PARAMETERS.contains(&head) {
-        return None;
-    }
-    if head == "filters" {
-        return match parts.next() {
-            None => None,
-            Some(filter) if declared.contains(filter) => None,
-            Some(filter) => Some(format!(
-                "the template uses filters.{filter}, which is not declared: add `{filter}` under `filters:` with its type, or remove it from the template"
-            )),
-        };
-    }
-    Some(format!(
-        "the template uses `{variable}`, which is not a request parameter: templates can read days, start_date, end_date and filters.NAME"
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::FilterValue;
+    use chrono::NaiveDate;
     use serde_json::json;
 
     const HOSTILE: &str = "acme/../admin?x=1&y=2#frag \"quoted\" %41";
