@@ -58,6 +58,7 @@ fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// How a JSON value is named in error messages ("a list", "an object", ...).
 fn kind_of(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",

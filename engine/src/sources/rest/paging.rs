@@ -205,7 +205,7 @@ impl<'a> Pager<'a> {
                     Some(other) => {
                         return Err(format!(
                             "the cursor at `{cursor_path}` is {}, not a string or number",
-                            kind(other)
+                            super::kind_of(other)
                         ))
                     }
                 };
@@ -247,7 +247,7 @@ impl<'a> Pager<'a> {
                 Some(other) => {
                     return Err(format!(
                         "the next page URL at `{next_path}` is {}, not a string",
-                        kind(other)
+                        super::kind_of(other)
                     ))
                 }
             },
@@ -282,17 +282,6 @@ impl<'a> Pager<'a> {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// A count the API reports, when the path is declared and present.
 fn read_total(path: Option<&JsonPath>, body: &Value) -> Result<Option<u64>, String> {
     let Some(path) = path else {
@@ -307,7 +296,7 @@ fn read_total(path: Option<&JsonPath>, body: &Value) -> Result<Option<u64>, Stri
         }
         Some(other) => Err(format!(
             "the total at `{path}` is {}, not a whole number",
-            kind(other)
+            super::kind_of(other)
         )),
     }
 }
