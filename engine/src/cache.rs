@@ -11,8 +11,8 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use moka::future::Cache;
 
+use crate::kinds::SourceError;
 use crate::model::{QueryParams, SourceData};
-use crate::sources::SourceError;
 
 /// A source's answer and when it was fetched upstream.
 #[derive(Debug)]

@@ -1,30 +1,44 @@
 //! Metrics Hub gathers business metrics from many systems into one HTTP API for dashboards.
 //!
-//! The pipeline, in the order data flows:
-//! - [`config`] reads `sources.d/*.yaml`: `${ENV}` interpolation, the JSON Schema in
-//!   `schemas/`, typed parsing and validation, every error of every file collected.
-//! - [`template`] renders each source's minijinja queries so request values reach SQL only
-//!   as bind parameters.
-//! - [`sources`] holds the `DataSource` contract and one implementation per kind.
-//! - [`mapping`] turns rows into the unified [`model`]; [`merge`] combines sources.
-//! - [`cache`] keeps per-source and merged answers (moka, single flight).
-//! - [`plugin`] is the WebAssembly host behind `kind: wasm` sources: one wasmtime engine,
-//!   components compiled once (precompiled on disk), sandboxed instances per source.
-//! - [`hub`] is the orchestrator: registry, request validation, parallel fan-out under
-//!   deadlines, per-source status.
-//! - [`api`] is the axum router: the JSON API and the built-in dashboard and admin pages
-//!   (`engine/assets/`, embedded in the binary); [`server`] serves it with graceful shutdown.
-//! - [`demo`] generates the embedded demo's synthetic GA4 events.
+//! The pipeline, in the order data flows: [`load`] reads `sources.d/*.yaml` (each file
+//! `${ENV}`-interpolated, checked against the JSON Schema, parsed into [`config`]'s raw
+//! shapes, its common fields validated and its kind's part compiled by [`kinds`], every
+//! error of every file collected); the [`hub`] builds each valid source's implementation,
+//! parses each request, fans it out to the selected sources in parallel through their
+//! [`cache`]s under deadlines, the sources render their [`template`]s into bind-only
+//! queries and [`mapping`] turns their rows into the unified [`model`], [`merge`] combines
+//! the sources' answers, and the [`api`] serves the result as JSON (and the built-in
+//! pages) over axum.
+//!
+//! Modules, lowest first:
+//! - [`secret`]: `Secret` and redaction. [`model`]: the unified model and query parameters.
+//! - [`mapping`]: rows -> unified records. [`config`]: what a source file says up to where
+//!   kinds differ (raw shapes, interpolation, schema, lines, problems, name rules).
+//! - [`template`]: minijinja queries whose request values become bind parameters.
+//!   [`merge`]: sources' answers combined by policy. [`plugin`]: the wasmtime host.
+//! - [`kinds`]: the `DataSource` contract and one folder per kind (sql, rest, bigquery,
+//!   wasm), each with its config and its runtime.
+//! - [`load`]: a directory -> validated sources. [`cache`]: per-source and merged
+//!   answers (moka, single flight).
+//! - [`hub`]: registry, request parsing, fan-out, reports, status, admin views.
+//! - [`api`]: router, thin handlers, `ApiError`, pages, serving. [`cli`]: the commands.
+//!
+//! Every import points down this list: a module uses only modules above it in the list
+//! (`api -> hub -> kinds -> {plugin, config, template, mapping, model}`), never one below,
+//! and `config` uses nothing but `model`, `mapping` and `secret`. The test
+//! `engine/tests/layers.rs` reads every source file and enforces it, and that no two sibling
+//! files import each other.
 
 pub mod api;
 pub mod cache;
+pub mod cli;
 pub mod config;
-pub mod demo;
 pub mod hub;
+pub mod kinds;
+pub mod load;
 pub mod mapping;
 pub mod merge;
 pub mod model;
 pub mod plugin;
-pub mod server;
-pub mod sources;
+pub mod secret;
 pub mod template;

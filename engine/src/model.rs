@@ -72,6 +72,36 @@ impl Dataset {
         }
     }
 
+    /// What the dataset holds, for the schema and API descriptions.
+    pub fn description(self) -> &'static str {
+        match self {
+            Dataset::Summary => "Totals over the requested period, one row: total_users, total_events, page_views, active_clients.",
+            Dataset::Daily => "One row per day: date, users, events.",
+            Dataset::Features => "Views per product feature: feature, views.",
+            Dataset::Clients => "Activity per client: client, events, users, page_views.",
+        }
+    }
+
+    /// What a unified field of this dataset means, for the schema and API descriptions.
+    pub fn field_description(self, field: &str) -> &'static str {
+        match (self, field) {
+            (Dataset::Summary, "total_users") => "Distinct users in the period.",
+            (Dataset::Summary, "total_events") => "Events in the period.",
+            (Dataset::Summary, "page_views") => "Page-view events in the period.",
+            (Dataset::Summary, "active_clients") => "Distinct clients with activity in the period.",
+            (Dataset::Daily, "date") => "The day (a date, or YYYYMMDD text).",
+            (Dataset::Daily, "users") => "Distinct users that day.",
+            (Dataset::Daily, "events") => "Events that day.",
+            (Dataset::Features, "feature") => "Feature name.",
+            (Dataset::Features, "views") => "Page views of the feature.",
+            (Dataset::Clients, "client") => "Client identifier.",
+            (Dataset::Clients, "events") => "Events of the client.",
+            (Dataset::Clients, "users") => "Distinct users of the client.",
+            (Dataset::Clients, "page_views") => "Page-view events of the client.",
+            _ => "",
+        }
+    }
+
     /// The type of a unified field, or `None` when `field` is not one.
     pub fn field_type(self, field: &str) -> Option<FieldType> {
         self.fields()
@@ -205,6 +235,19 @@ impl QueryParams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_unified_field_is_described() {
+        for dataset in Dataset::ALL {
+            assert!(!dataset.description().is_empty());
+            for (field, _) in dataset.fields() {
+                assert!(
+                    !dataset.field_description(field).is_empty(),
+                    "{dataset}.{field}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn last_days_counts_back_from_today_inclusive() {

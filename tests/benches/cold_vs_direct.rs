@@ -20,8 +20,9 @@ use anyhow::{bail, ensure, Context};
 use chrono::Utc;
 use common::{bind_values, ms, percentile, Verdict};
 use futures::future::try_join_all;
-use metrics_hub::config::{self, KindSpec};
 use metrics_hub::hub::HubSettings;
+use metrics_hub::kinds::KindSpec;
+use metrics_hub::load;
 use metrics_hub::model::QueryParams;
 use metrics_hub::template::RenderedQuery;
 use metrics_hub_tests::{sources_dir, TestHub};
@@ -130,7 +131,7 @@ async fn run(quick: bool, verdict: &mut Verdict) -> anyhow::Result<()> {
     let dir = sources_dir(&[("postgres.yaml", common::shipped_source("postgres.yaml")?)])?;
 
     // The baseline reads the very same declaration: same SQL, binds and pool size.
-    let loaded = config::load_dir_with(dir.path(), &|name| env.get(name).cloned())?;
+    let loaded = load::load_dir_with(dir.path(), &|name| env.get(name).cloned())?;
     if !loaded.broken.is_empty() {
         bail!("postgres.yaml does not load: {:?}", loaded.broken);
     }

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use common::{ms, percentile, Verdict};
-use metrics_hub::config;
 use metrics_hub::hub::HubSettings;
+use metrics_hub::load;
 use metrics_hub::model::QueryParams;
 use metrics_hub_tests::rest_standin::{first_day, RestStandIn, DAYS};
 use metrics_hub_tests::{sources_dir, TestHub};
@@ -224,9 +224,9 @@ struct Paged {
 
 async fn page_through(base: &str, take: u64, rounds: usize) -> anyhow::Result<Paged> {
     let text = paging_source(base, take);
-    let spec = config::load_source(std::path::Path::new("paging.yaml"), &text, &|_| None)
+    let spec = load::load_source(std::path::Path::new("paging.yaml"), &text, &|_| None)
         .map_err(|errors| anyhow::anyhow!("{errors:?}"))?;
-    let source = metrics_hub::sources::build(&spec);
+    let source = metrics_hub::kinds::build(&spec);
     source.initialize().await?;
     let end = first_day() + chrono::Days::new(DAYS);
     let params = QueryParams::between(first_day(), end);

@@ -97,7 +97,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
     };
     // Loading source files compiles the JSON Schema once per process, which takes a large
     // share of the hub's memory by itself; do it first so that the plugins' share shows.
-    let _ = metrics_hub::config::load_source(
+    let _ = metrics_hub::load::load_source(
         std::path::Path::new("warm-up.yaml"),
         "id: x\nname: x\nkind: wasm\nconnection:\n  component: x.wasm\n",
         &|_| None,

@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use common::{percentile, Verdict};
-use metrics_hub::config::{self, KindSpec};
+use metrics_hub::kinds::wasm::WasmSource;
+use metrics_hub::kinds::DataSource;
+use metrics_hub::kinds::KindSpec;
+use metrics_hub::load;
 use metrics_hub::model::QueryParams;
 use metrics_hub::plugin::Runtime;
-use metrics_hub::sources::wasm::WasmSource;
-use metrics_hub::sources::DataSource;
 use metrics_hub_tests::plugin_component;
 
 const NAME: &str = "wasm_overhead";
@@ -50,7 +51,7 @@ async fn run(quick: bool) -> anyhow::Result<()> {
         "id: trivial\nname: Trivial\nkind: wasm\ntimeout: 5s\nconnection:\n  component: {}\n  config:\n    report_work: true\n",
         component.display()
     );
-    let spec = config::load_source(Path::new("bench.yaml"), &yaml, &|_| None)
+    let spec = load::load_source(Path::new("bench.yaml"), &yaml, &|_| None)
         .map_err(|errors| anyhow::anyhow!("{errors:?}"))?;
     let KindSpec::Wasm(wasm) = spec.kind.clone() else {
         bail!("not a wasm source");

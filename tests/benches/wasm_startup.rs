@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use common::{ms, percentile, Verdict};
-use metrics_hub::config::{self, KindSpec, SourceSpec};
+use metrics_hub::kinds::wasm::WasmSource;
+use metrics_hub::kinds::DataSource;
+use metrics_hub::kinds::{KindSpec, SourceSpec};
+use metrics_hub::load;
 use metrics_hub::plugin::cache::Origin;
 use metrics_hub::plugin::Runtime;
-use metrics_hub::sources::wasm::WasmSource;
-use metrics_hub::sources::DataSource;
 use metrics_hub_tests::{plugin_component, plugins_dir};
 
 const NAME: &str = "wasm_startup";
@@ -44,7 +45,7 @@ fn spec(id: &str, plugin: &str, config: &str) -> anyhow::Result<SourceSpec> {
         "id: {id}\nname: {id}\nkind: wasm\ntimeout: 10s\nconnection:\n  component: {}\n  config:\n{config}",
         plugin_component(plugin).display()
     );
-    config::load_source(Path::new("bench.yaml"), &yaml, &|_| None)
+    load::load_source(Path::new("bench.yaml"), &yaml, &|_| None)
         .map_err(|errors| anyhow::anyhow!("{errors:?}"))
 }
 

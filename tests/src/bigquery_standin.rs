@@ -33,7 +33,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use metrics_hub::demo::DemoEvent;
+use metrics_hub::kinds::sql::demo::DemoEvent;
 use serde_json::{json, Value};
 
 /// One `event_params` entry of a GA4 export row.

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
-use metrics_hub::demo::DemoEvent;
+use metrics_hub::kinds::sql::demo::DemoEvent;
 use serde_json::{json, Value};
 
 /// The client subdomain of a URL `https://CLIENT.8020rei.com/...`, as the original GA4

@@ -20,8 +20,8 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context};
-use metrics_hub::config;
 use metrics_hub::hub::{Hub, HubSettings};
+use metrics_hub::load;
 use serde_json::Value;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
@@ -243,13 +243,13 @@ impl TestHub {
         env: &HashMap<String, String>,
         settings: HubSettings,
     ) -> anyhow::Result<TestHub> {
-        let loaded = config::load_dir_with(dir, &|name| env.get(name).cloned())?;
+        let loaded = load::load_dir_with(dir, &|name| env.get(name).cloned())?;
         let hub = Arc::new(Hub::new(loaded, settings));
         hub.initialize().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(metrics_hub::server::run(listener, hub.clone(), async {
+        let task = tokio::spawn(metrics_hub::api::serve::run(listener, hub.clone(), async {
             let _ = rx.await;
         }));
         Ok(TestHub {

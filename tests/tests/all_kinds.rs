@@ -5,8 +5,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use chrono::Utc;
-use metrics_hub::demo;
 use metrics_hub::hub::HubSettings;
+use metrics_hub::kinds::sql::demo;
 use metrics_hub_tests::bigquery_standin::{BigqueryStandin, Data, Ga4Event};
 use metrics_hub_tests::expected::{expected, Narrow};
 use metrics_hub_tests::rest_standin::{self, Event, RestStandIn};

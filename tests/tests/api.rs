@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
-use metrics_hub::demo;
 use metrics_hub::hub::HubSettings;
+use metrics_hub::kinds::sql::demo;
 use metrics_hub_tests::expected::{expected, Narrow};
 use metrics_hub_tests::{details, get, post, repo_root, sources_dir, Postgres, TestHub};
 use serde_json::Value;

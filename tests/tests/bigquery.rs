@@ -8,12 +8,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{NaiveDate, Utc};
-use metrics_hub::config::bigquery::Credentials;
-use metrics_hub::config::{self, KindSpec};
-use metrics_hub::demo::{self, DemoEvent};
 use metrics_hub::hub::HubSettings;
+use metrics_hub::kinds::bigquery::Credentials;
+use metrics_hub::kinds::bigquery::{dry_run, DryRunError};
+use metrics_hub::kinds::sql::demo::{self, DemoEvent};
+use metrics_hub::kinds::KindSpec;
+use metrics_hub::load;
 use metrics_hub::model::{Dataset, QueryParams};
-use metrics_hub::sources::bigquery::{dry_run, DryRunError};
 use metrics_hub::template::BindValue;
 use metrics_hub_tests::bigquery_standin::{
     scan_bytes, Behaviour, BigqueryStandin, Data, Failure, Ga4Event, Recorded,
@@ -659,7 +660,7 @@ async fn dry_run_reports_what_each_query_would_scan_without_running_it() {
         "BIGQUERY_LOCATION" => Some(LOCATION.to_owned()),
         _ => None,
     };
-    let loaded = config::load_dir_with(dir.path(), &env).unwrap();
+    let loaded = load::load_dir_with(dir.path(), &env).unwrap();
     assert!(loaded.broken.is_empty(), "{:?}", loaded.broken);
     let spec = |id: &str| loaded.sources.iter().find(|s| s.id == id).unwrap();
 
@@ -700,7 +701,7 @@ fn the_shipped_file_loads_disabled_without_credentials_and_enabled_with_them() {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        config::load_dir_with(dir.path(), &|name| variables.get(name).cloned()).unwrap()
+        load::load_dir_with(dir.path(), &|name| variables.get(name).cloned()).unwrap()
     };
 
     let loaded = load(&[]);

@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use chrono::{Days, NaiveDate, Utc};
-use metrics_hub::demo;
 use metrics_hub::hub::HubSettings;
+use metrics_hub::kinds::sql::demo;
 use metrics_hub_tests::expected::{expected, Narrow};
 use metrics_hub_tests::hubspot_standin::{self, HubSpotStandIn, Portal, RESULT_CAP};
 use metrics_hub_tests::{details, get, plugin_component, repo_root, sources_dir, TestHub};

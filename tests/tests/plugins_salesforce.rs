@@ -10,8 +10,8 @@
 use std::collections::HashMap;
 
 use chrono::{Days, NaiveDate, Utc};
-use metrics_hub::demo;
 use metrics_hub::hub::HubSettings;
+use metrics_hub::kinds::sql::demo;
 use metrics_hub_tests::expected::{expected, Narrow};
 use metrics_hub_tests::hubspot_standin::{self, HubSpotStandIn, Portal};
 use metrics_hub_tests::salesforce_standin::{self, Org, SalesforceStandIn};
@@ -397,8 +397,8 @@ async fn an_error_array_becomes_an_upstream_error() {
 fn the_shipped_sources_are_disabled_without_credentials_and_valid_with_them() {
     let dir = repo_root().join("sources.d");
     let ids = ["hubspot", "salesforce"];
-    let without = metrics_hub::config::load_dir_with(&dir, &|_| None).unwrap();
-    let with_env = metrics_hub::config::load_dir_with(&dir, &|name| match name {
+    let without = metrics_hub::load::load_dir_with(&dir, &|_| None).unwrap();
+    let with_env = metrics_hub::load::load_dir_with(&dir, &|name| match name {
         "SALESFORCE_CLIENT_ID" | "SALESFORCE_CLIENT_SECRET" | "HUBSPOT_ACCESS_TOKEN" => {
             Some("x".into())
         }

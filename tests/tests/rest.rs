@@ -87,7 +87,7 @@ async fn setup(api: RestStandIn, files: Vec<(String, String)>, env: &[(&str, &st
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect();
-    let loaded = metrics_hub::config::load_dir_with(dir.path(), &|n| env.get(n).cloned()).unwrap();
+    let loaded = metrics_hub::load::load_dir_with(dir.path(), &|n| env.get(n).cloned()).unwrap();
     let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
     assert!(errors.is_empty(), "files that failed to load: {errors:#?}");
     let hub = TestHub::start(dir.path(), &env, HubSettings::default())
@@ -813,7 +813,7 @@ async fn a_rest_source_merges_with_the_sqlite_demo() {
 
     // The demo's numbers from its generated events, plus the stand-in's from its own.
     let mut want = expected(
-        &metrics_hub::demo::generate(today),
+        &metrics_hub::kinds::sql::demo::generate(today),
         from,
         to,
         &Narrow::default(),

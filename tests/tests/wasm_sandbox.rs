@@ -19,8 +19,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use metrics_hub::config;
 use metrics_hub::hub::{Hub, HubSettings};
+use metrics_hub::load;
 use metrics_hub_tests::{
     details, get as get_json, plugin_component, repo_root, sources_dir, TestHub,
 };
@@ -48,7 +48,7 @@ fn demo_data_dir() -> PathBuf {
                     data.display().to_string(),
                 )]);
                 let loaded =
-                    config::load_dir_with(sources.path(), &|name| env.get(name).cloned()).unwrap();
+                    load::load_dir_with(sources.path(), &|name| env.get(name).cloned()).unwrap();
                 let hub = Hub::new(loaded, HubSettings::default());
                 hub.initialize().await;
                 hub.cleanup().await;

@@ -1,8 +1,10 @@
 //! The HTTP API over axum: `router(hub)` builds the routes, handlers only extract, call
-//! the hub and respond. The built-in pages are in `pages`. Serving (listener, shutdown) is in [`crate::server`].
+//! the hub and respond, and this is the only place that picks HTTP status codes. The
+//! built-in pages are in `pages`; serving (listener, shutdown) is in [`serve`].
 
 mod error;
 mod pages;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use serde_json::json;
 
 pub use error::ApiError;
 
-use crate::hub::{Answer, Hub};
+use crate::hub::{Answer, Hub, Overall};
 
 /// The routes of the hub, over shared state.
 pub fn router(hub: Arc<Hub>) -> Router {
@@ -32,8 +34,13 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .with_state(hub)
 }
 
+/// A metrics answer: 503 when no selected source answered (the body says why), else 200.
 fn json_bytes(answer: Answer) -> Response {
-    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = if answer.all_failed {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -60,7 +67,7 @@ async fn sources(State(hub): State<Arc<Hub>>) -> Response {
 async fn health(State(hub): State<Arc<Hub>>) -> Response {
     let report = hub.health().await;
     // 200 while the hub can serve anything; degraded sources are marked in the body.
-    let status = if report.status == "down" {
+    let status = if report.status == Overall::Down {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
@@ -102,3 +109,6 @@ async fn clear_cache(
     let cleared = hub.clear_cache(source.as_deref())?;
     Ok(Json(json!({"success": true, "data": {"cleared": cleared}})).into_response())
 }
+
+#[cfg(test)]
+mod tests;

@@ -120,8 +120,8 @@ mod tests {
     use sha2::{Digest, Sha256};
     use tower::ServiceExt;
 
-    use crate::config::LoadedSources;
     use crate::hub::HubSettings;
+    use crate::load::LoadedSources;
 
     async fn get(path: &str, if_none_match: Option<&str>) -> Response {
         get_with(path, if_none_match, None).await

@@ -1,67 +1,96 @@
-//! The serde shapes of a sources.d file, mirroring the YAML one to one. Unknown keys are
-//! errors (`deny_unknown_fields`), so a typo is reported rather than silently ignored.
-//! Kind-specific parts (`connection`, each query) stay JSON here and are parsed by the
-//! kind's own module, so adding a kind touches one file.
+//! The serde shapes of a sources.d file that every kind shares, mirroring the YAML one to
+//! one. Unknown keys are errors (`deny_unknown_fields`), so a typo is reported rather
+//! than silently ignored. Kind-specific parts (`connection`, each query) stay JSON here
+//! and are parsed by the kind's own folder under `kinds/`, so adding a kind touches
+//! nothing here.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use schemars::{json_schema, JsonSchema, Schema, SchemaGenerator};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Map, Value};
 
-/// A whole source file, as written.
-#[derive(Debug, Deserialize)]
+use super::names::{self, FIELD_NAME};
+use super::schema::{self, UNINTERPOLATED};
+use crate::model::Dataset;
+
+/// One data source for Metrics Hub: a file sources.d/NAME.yaml declares where the data
+/// lives, which request filters it accepts, the query that answers each dataset
+/// (summary, daily, features, clients) and how its columns map onto the unified fields.
+/// Values are checked after ${VAR}, ${VAR:-default} and ${VAR:+value} interpolation; a
+/// value that still contains ${...} is accepted wherever a duration, a flag or a number
+/// is expected so that editors do not flag the raw file. An explicit null is the same as
+/// leaving a key out.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "Metrics Hub source")]
 pub struct SourceConfig {
-    /// Unique id: lowercase letters, digits and dashes.
+    /// Stable identifier of the source, unique across all files in sources.d. Lower-case
+    /// letters, digits and '-'. It appears in API responses, per-source status and logs.
+    #[schemars(regex(pattern = names::SOURCE_ID.pattern), extend("examples" = ["demo", "postgres-prod"]))]
     pub id: String,
-    /// Human-readable name shown in `/api/sources`.
+    /// Human-readable name shown in dashboards and status output.
+    #[schemars(length(min = 1))]
     pub name: String,
-    /// A short label (e.g. `GA4`, `CRM`, `DB`) the dashboard puts on numbers from this
-    /// source; the name when absent.
+    /// Short label the dashboard shows beside numbers that come from this source, e.g.
+    /// "GA4", "CRM" or "DB". At most 16 characters; the name is shown when absent.
     #[serde(default)]
+    #[schemars(length(min = 1, max = 16), extend("examples" = ["GA4", "CRM", "DB"]))]
     pub badge: Option<String>,
-    /// Which built-in kind reads this source.
-    pub kind: KindName,
-    /// Whether the hub queries this source; `true` when absent.
+    /// How the hub talks to this source; each kind's own keys are described under
+    /// `$defs/kind-NAME`.
+    pub kind: String,
+    /// Whether the hub loads this source (default true). A boolean, or a string that is
+    /// "true", "false" or "" after interpolation; "" means false, so
+    /// `enabled: "${DATABASE_URL:+true}"` turns a source on only when DATABASE_URL is set.
     #[serde(default)]
+    #[schemars(extend("default" = true))]
     pub enabled: Option<Flag>,
-    /// Free text for admins.
+    /// Free text for people reading the configuration; not used by the hub.
     #[serde(default)]
     pub description: Option<String>,
-    /// Kind-specific connection settings.
+    /// Where the data lives. Its shape depends on kind (see `$defs/kind-NAME`).
     #[serde(default)]
+    #[schemars(with = "Option<Map<String, Value>>")]
     pub connection: Option<Value>,
-    /// Caching of this source's answers.
+    /// Caching of this source's results.
     #[serde(default)]
     pub cache: Option<CacheConfig>,
-    /// Deadline for one fetch of this source, e.g. `10s`.
+    /// Longest time one fetch of this source may take before it is abandoned and the
+    /// source is reported as timed out (default 10s).
     #[serde(default)]
+    #[schemars(schema_with = "schema::duration", extend("default" = "10s"))]
     pub timeout: Option<String>,
-    /// Request filters this source accepts, by name.
+    /// Request filters this source accepts, by name. Templates see the declared filters
+    /// given in the request as filters.NAME; a declared filter the request does not give
+    /// is undefined.
     #[serde(default)]
+    #[schemars(extend("propertyNames" = {"description": "Filter name: a lower-case letter, then lower-case letters, digits or '_'.", "pattern": names::FILTER_NAME.pattern}))]
     pub filters: BTreeMap<String, FilterConfig>,
-    /// Identifiers the templates may vary through `ident(...)`.
+    /// Allowlist of SQL identifiers (table or column names) that templates may emit
+    /// through ident(...). Anything else passed to ident() is a render error.
     #[serde(default)]
+    #[schemars(extend("uniqueItems" = true), inner(regex(pattern = names::IDENTIFIER.pattern)))]
     pub identifiers: Vec<String>,
-    /// One query per dataset, kind-specific.
+    /// How this source answers each dataset; give at least one (a wasm source may leave
+    /// them out to take all four). A dataset without a query is simply not provided by
+    /// this source. Each query's shape depends on kind.
     #[serde(default)]
+    #[schemars(schema_with = "queries")]
     pub queries: BTreeMap<String, Value>,
-    /// Per dataset: unified field -> source column.
+    /// Per dataset, which column of the query result fills each unified field. Unmapped
+    /// unified fields are taken from the column of the same name; columns not mapped to a
+    /// unified field pass through as extra fields.
     #[serde(default)]
+    #[schemars(schema_with = "mappings")]
     pub mappings: BTreeMap<String, BTreeMap<String, MappingConfig>>,
-    /// Per dataset: field -> how values from several sources combine.
+    /// Per dataset, how a field is combined when several sources return it for the same
+    /// key (for summary, across sources; for daily, features and clients, per date,
+    /// feature or client). Fields not listed are summed.
     #[serde(default)]
+    #[schemars(schema_with = "merge")]
     pub merge: BTreeMap<String, BTreeMap<String, MergePolicy>>,
-}
-
-/// The built-in source kinds. Openness comes from WASM plugins, not from more variants here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KindName {
-    Sql,
-    Rest,
-    Bigquery,
-    Wasm,
 }
 
 /// A boolean, or a string that became one after `${...}` interpolation.
@@ -72,6 +101,39 @@ pub enum Flag {
     Text(String),
 }
 
+impl JsonSchema for Flag {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "Flag".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"anyOf": [
+            {"type": "boolean"},
+            {"type": "string", "enum": ["true", "false", ""]},
+            {"type": "string", "pattern": UNINTERPOLATED}
+        ]})
+    }
+}
+
+impl Flag {
+    /// The flag's value: `true`, `false`, or `""` (an unset `${VAR:+true}`) as false;
+    /// any other text is returned as the error.
+    pub fn value(&self) -> Result<bool, String> {
+        match self {
+            Flag::Bool(flag) => Ok(*flag),
+            Flag::Text(text) => match text.trim() {
+                "true" => Ok(true),
+                "false" | "" => Ok(false),
+                other => Err(other.to_owned()),
+            },
+        }
+    }
+}
+
 /// A whole number, or a string that became one after interpolation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -80,36 +142,85 @@ pub enum Number {
     Text(String),
 }
 
-#[derive(Debug, Deserialize)]
+/// An integer, or a string of digits (or still `${...}`); ranges are the field's.
+impl JsonSchema for Number {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "Number".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": ["integer", "string"],
+            "pattern": format!("^ *[0-9]+ *$|{UNINTERPOLATED}")
+        })
+    }
+}
+
+impl Number {
+    /// The number, or `None` when the text is not a whole number.
+    pub fn value(&self) -> Option<i64> {
+        match self {
+            Number::Integer(n) => Some(*n),
+            Number::Text(text) => text.trim().parse().ok(),
+        }
+    }
+}
+
+/// `cache:` of a source.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "cache")]
 pub struct CacheConfig {
-    /// How long answers stay cached, e.g. `5m`; `0s` turns caching off.
+    /// How long a result for the same request stays cached (default 5m). "0s" disables
+    /// caching for this source.
+    #[schemars(schema_with = "schema::duration", extend("default" = "5m"))]
     pub ttl: Option<String>,
 }
 
-/// A declared request filter.
-#[derive(Debug, Deserialize)]
+/// Declaration of one request filter. The keys allowed besides type and description
+/// depend on type.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+#[schemars(rename = "filter", transform = schema::tagged_union)]
 pub enum FilterConfig {
+    /// Text.
     String {
+        /// What the filter does, for API documentation.
         description: Option<String>,
+        /// Longest accepted value in characters (default 256).
+        #[schemars(range(min = 1), extend("default" = 256))]
         max_length: Option<usize>,
     },
+    /// A whole number.
     Integer {
+        /// What the filter does, for API documentation.
         description: Option<String>,
+        /// Smallest accepted value.
         minimum: Option<i64>,
+        /// Largest accepted value.
         maximum: Option<i64>,
     },
+    /// A date written YYYY-MM-DD.
     Date {
+        /// What the filter does, for API documentation.
         description: Option<String>,
     },
+    /// One of a list of values.
     Enum {
+        /// What the filter does, for API documentation.
         description: Option<String>,
+        /// The accepted values (at least one).
+        #[schemars(length(min = 1), extend("uniqueItems" = true), inner(length(min = 1)))]
         values: Vec<String>,
     },
 }
 
-/// A mapping: either the column name, or the column with a default for NULL.
+/// The column that fills this field: its name, or {column, default} to also give a
+/// value used when the column is NULL.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum MappingConfig {
@@ -117,25 +228,84 @@ pub enum MappingConfig {
     Full(FullMapping),
 }
 
-#[derive(Debug, Deserialize)]
+/// Written by hand rather than derived: `if`/`else` on the type instead of `anyOf`, so
+/// errors point at the key that is wrong.
+impl JsonSchema for MappingConfig {
+    fn schema_name() -> Cow<'static, str> {
+        "mapping".into()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let mut full = generator.subschema_for::<FullMapping>().to_value();
+        full.as_object_mut().map(|o| o.remove("type"));
+        json_schema!({
+            "description": "The column that fills this field: its name, or {column, default} to also give a value used when the column is NULL.",
+            "type": ["string", "object"],
+            "if": {"type": "string"},
+            "then": {"minLength": 1},
+            "else": full
+        })
+    }
+}
+
+/// A mapping with a value for NULL.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(inline)]
 pub struct FullMapping {
+    /// Name of the result column.
+    #[schemars(length(min = 1))]
     pub column: String,
+    /// Value used when the column is NULL: a number, a string, a boolean or null.
     #[serde(default)]
+    #[schemars(with = "Option<Scalar>")]
     pub default: Option<Value>,
 }
 
-/// How a field combines across sources.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+/// The schema of a JSON scalar (what a mapping's default may be).
+struct Scalar;
+
+impl JsonSchema for Scalar {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "Scalar".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": ["null", "number", "string", "boolean"]})
+    }
+}
+
+/// sum adds the values (default); max and min keep the largest or smallest; first keeps
+/// the value from the first source (in id order) that returns one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(inline, transform = schema::plain_enum)]
 pub enum MergePolicy {
     /// Add the values (the original dashboard's only policy).
     #[default]
     Sum,
+    /// Keep the largest value.
     Max,
+    /// Keep the smallest value.
     Min,
     /// Keep the value of the first source, in source id order.
     First,
+}
+
+/// As written in YAML: `sum`, `max`, `min`, `first`.
+impl std::fmt::Display for MergePolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            MergePolicy::Sum => "sum",
+            MergePolicy::Max => "max",
+            MergePolicy::Min => "min",
+            MergePolicy::First => "first",
+        })
+    }
 }
 
 /// A byte count, or text such as `16MiB` (rest response caps, wasm sandbox sizes).
@@ -144,6 +314,21 @@ pub enum MergePolicy {
 pub enum Size {
     Bytes(u64),
     Text(String),
+}
+
+impl JsonSchema for Size {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> Cow<'static, str> {
+        "Size".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        // No pattern: the typed check's message says which sizes are accepted.
+        json_schema!({"type": ["integer", "string"], "minimum": 1})
+    }
 }
 
 impl Size {
@@ -178,9 +363,105 @@ pub fn parse_size(text: &str) -> Option<u64> {
     number.checked_mul(factor)
 }
 
+/// `queries:`: one entry per dataset; each kind says what an entry holds.
+fn queries(_: &mut SchemaGenerator) -> Schema {
+    let datasets: Map<String, Value> = Dataset::ALL
+        .iter()
+        .map(|d| {
+            let about = json!({"description": d.description(), "type": "object"});
+            (d.as_str().to_owned(), about)
+        })
+        .collect();
+    json_schema!({
+        "type": "object",
+        "minProperties": 1,
+        "additionalProperties": false,
+        "properties": datasets
+    })
+}
+
+/// `mappings:`: per dataset, a column (or column and default) per unified field.
+fn mappings(generator: &mut SchemaGenerator) -> Schema {
+    let mapping = generator.subschema_for::<MappingConfig>().to_value();
+    let datasets: Map<String, Value> = Dataset::ALL
+        .iter()
+        .map(|&dataset| {
+            let fields: Vec<&str> = dataset.fields().iter().map(|(f, _)| *f).collect();
+            let properties: Map<String, Value> = fields
+                .iter()
+                .map(|field| {
+                    let mut schema = json!({"description": dataset.field_description(field)});
+                    merge_into(&mut schema, &mapping);
+                    ((*field).to_owned(), schema)
+                })
+                .collect();
+            let schema = json!({
+                "description": format!("Column for each {dataset} field."),
+                "type": "object",
+                "propertyNames": {"enum": fields},
+                "properties": properties
+            });
+            (dataset.as_str().to_owned(), schema)
+        })
+        .collect();
+    json_schema!({"type": "object", "additionalProperties": false, "properties": datasets})
+}
+
+/// `merge:`: per dataset, a policy per field name.
+fn merge(generator: &mut SchemaGenerator) -> Schema {
+    let policy = generator.subschema_for::<MergePolicy>().to_value();
+    let datasets: Map<String, Value> = Dataset::ALL
+        .iter()
+        .map(|&dataset| {
+            let fields: Vec<&str> = dataset.fields().iter().map(|(f, _)| *f).collect();
+            let matched = match dataset.key_field() {
+                Some(key) => format!("; rows are matched by {key}"),
+                None => String::new(),
+            };
+            let schema = json!({
+                "description": format!("Merge policies for {dataset} fields ({}, or an extra field){matched}.", fields.join(", ")),
+                "type": "object",
+                "propertyNames": {
+                    "description": "A unified field or an extra (passed-through) field name.",
+                    "pattern": FIELD_NAME.pattern
+                },
+                "additionalProperties": policy
+            });
+            (dataset.as_str().to_owned(), schema)
+        })
+        .collect();
+    json_schema!({"type": "object", "additionalProperties": false, "properties": datasets})
+}
+
+/// Adds the keywords of `from` that `into` does not have yet.
+fn merge_into(into: &mut Value, from: &Value) {
+    if let (Some(into), Some(from)) = (into.as_object_mut(), from.as_object()) {
+        for (key, value) in from {
+            into.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn merge_policies_print_as_written() {
+        let written: Vec<MergePolicy> =
+            serde_json::from_str(r#"["sum", "max", "min", "first"]"#).unwrap();
+        let shown: Vec<String> = written.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["sum", "max", "min", "first"]);
+    }
+
+    #[test]
+    fn flags_and_numbers_read_interpolated_text() {
+        assert_eq!(Flag::Text(" true ".into()).value(), Ok(true));
+        assert_eq!(Flag::Text(String::new()).value(), Ok(false));
+        assert_eq!(Flag::Text("yes".into()).value(), Err("yes".into()));
+        assert_eq!(Number::Text(" 42".into()).value(), Some(42));
+        assert_eq!(Number::Text("4x".into()).value(), None);
+    }
 
     #[test]
     fn sizes_read_binary_and_decimal_units() {

@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{clock, http, log, types};
 use super::http::{CallTally, HttpGate};
 use super::sandbox::Limits;
-use crate::config::redact;
+use crate::secret::redact;
 
 /// How much of the guest's stdout/stderr is kept (the tail of a panic message is enough).
 const OUTPUT_CAPACITY: usize = 16 * 1024;

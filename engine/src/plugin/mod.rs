@@ -11,8 +11,10 @@
 //! - [`host`] and [`http`] are the host functions guests import: HTTP to allowed hosts,
 //!   logging and clocks, plus an empty WASI context.
 
+pub mod allowlist;
 pub mod bindings;
 pub mod cache;
+mod error;
 mod host;
 pub mod http;
 pub mod pool;
@@ -28,7 +30,8 @@ use wasmtime::component::types::{ComponentExtern, ComponentItem};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::sources::SourceError;
+pub use error::PluginError;
+
 use bindings::{DataSource, DataSourcePre};
 use cache::{ArtefactCache, Origin};
 use host::HostState;
@@ -38,96 +41,6 @@ use host::HostState;
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Largest component file the host reads.
 const MAX_COMPONENT_BYTES: u64 = 64 * 1024 * 1024;
-
-/// Why a plugin could not be used, or what went wrong in one call. `Display` is the full
-/// story for logs (secrets redacted); [`PluginError::public_message`] is for clients.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum PluginError {
-    /// The component file is missing, unreadable, not a component, or does not implement
-    /// the `data-source` world.
-    #[error("cannot load plugin {}: {message}", path.display())]
-    Load { path: PathBuf, message: String },
-    /// The guest trapped (a panic, `unreachable`, a stack overflow...).
-    #[error("the plugin crashed: {0}")]
-    Trap(String),
-    /// The guest tried to grow its memory past the limit.
-    #[error("the plugin exceeded its memory limit of {0} bytes")]
-    OutOfMemory(usize),
-    /// The guest ran past its deadline and was interrupted.
-    #[error("the plugin did not finish within {0:?}")]
-    Deadline(Duration),
-    /// `initialize` refused the source's `config:`.
-    #[error("the plugin refused its configuration: {0}")]
-    InvalidConfig(String),
-    /// The plugin reported a bug of its own.
-    #[error("the plugin failed: {0}")]
-    Internal(String),
-    /// The plugin reported that its remote service failed.
-    #[error("the plugin's service failed: {0}")]
-    Upstream(String),
-    /// The plugin asked for a host its sandbox does not allow (and then failed).
-    #[error("the plugin tried to reach a host it may not: {0}")]
-    Denied(String),
-    /// The plugin hit the cap of requests per call (and then failed).
-    #[error("the plugin made more than {0} requests in one call")]
-    TooManyRequests(u32),
-    /// The plugin answered data the hub refuses (negative counts, bad or repeated dates).
-    #[error("the plugin answered invalid data: {0}")]
-    BadData(String),
-}
-
-impl PluginError {
-    /// A stable code for dashboards and alerting.
-    pub fn code(&self) -> &'static str {
-        match self {
-            PluginError::Load { .. } => "plugin_unavailable",
-            PluginError::Trap(_) => "plugin_crashed",
-            PluginError::OutOfMemory(_) => "plugin_out_of_memory",
-            PluginError::Deadline(_) => "timeout",
-            PluginError::InvalidConfig(_) => "plugin_invalid_config",
-            PluginError::Internal(_) => "plugin_failed",
-            PluginError::Upstream(_) => "upstream_error",
-            PluginError::Denied(_) => "host_denied",
-            PluginError::TooManyRequests(_) => "too_many_requests",
-            PluginError::BadData(_) => "bad_plugin_data",
-        }
-    }
-
-    /// What clients may see: nothing the plugin wrote freely, except the description of
-    /// the data it answered (which names a dataset, a field and a shortened value).
-    pub fn public_message(&self) -> String {
-        match self {
-            PluginError::Load { .. } => "the plugin could not be loaded; see the hub log".into(),
-            PluginError::Trap(_) => "the plugin crashed; see the hub log".into(),
-            PluginError::OutOfMemory(limit) => {
-                format!("the plugin exceeded its memory limit of {limit} bytes")
-            }
-            PluginError::Deadline(limit) => {
-                format!("the plugin did not finish within {} ms", limit.as_millis())
-            }
-            PluginError::InvalidConfig(_) => {
-                "the plugin refused its configuration; see the hub log".into()
-            }
-            PluginError::Internal(_) => "the plugin failed; see the hub log".into(),
-            PluginError::Upstream(_) => "the plugin's service failed; see the hub log".into(),
-            PluginError::Denied(why) => format!("the plugin was refused a request: {why}"),
-            PluginError::TooManyRequests(limit) => {
-                format!("the plugin exceeded {limit} requests in one call")
-            }
-            PluginError::BadData(what) => format!("the plugin answered invalid data: {what}"),
-        }
-    }
-}
-
-impl From<PluginError> for SourceError {
-    fn from(err: PluginError) -> SourceError {
-        match err {
-            // A deadline is a timeout like any other source's, reported as such.
-            PluginError::Deadline(limit) => SourceError::Timeout(limit),
-            other => SourceError::Plugin(other),
-        }
-    }
-}
 
 /// The engine configuration every plugin is compiled for. Precompiled artefacts are only
 /// valid for the same configuration, which is part of their cache key.

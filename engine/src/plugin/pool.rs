@@ -27,8 +27,7 @@ use super::host::{Call, HostState};
 use super::http::HttpGate;
 use super::sandbox::Sandbox;
 use super::{Plugin, PluginError, Runtime, EPOCH_TICK};
-use crate::config::redact;
-use crate::sources::SourceError;
+use crate::secret::redact;
 
 /// One initialized instance.
 struct Instance {
@@ -69,9 +68,9 @@ impl Pool {
         secrets: Arc<Vec<String>>,
         sandbox: &Sandbox,
         deadline: Duration,
-    ) -> Result<Arc<Pool>, SourceError> {
+    ) -> Result<Arc<Pool>, PluginError> {
         let http = HttpGate::new(source, sandbox)
-            .map_err(|err| SourceError::Connect(format!("cannot set up plugin HTTP: {err}")))?;
+            .map_err(|err| PluginError::Setup(format!("cannot set up plugin HTTP: {err}")))?;
         Ok(Arc::new(Pool {
             source: source.into(),
             runtime,
@@ -100,7 +99,7 @@ impl Pool {
 
     /// Makes sure one instance is up (instantiated and initialized), so that start-up
     /// reports a broken plugin or configuration at once.
-    pub async fn warm_up(self: &Arc<Self>) -> Result<(), SourceError> {
+    pub async fn warm_up(self: &Arc<Self>) -> Result<(), PluginError> {
         self.run(None).await.map(drop)
     }
 
@@ -108,7 +107,7 @@ impl Pool {
     pub async fn fetch(
         self: &Arc<Self>,
         params: types::QueryParams,
-    ) -> Result<types::Metrics, SourceError> {
+    ) -> Result<types::Metrics, PluginError> {
         match self.run(Some(Export::Fetch(params))).await? {
             Some(metrics) => Ok(metrics),
             None => unreachable!("a fetch call returns metrics"),
@@ -116,7 +115,7 @@ impl Pool {
     }
 
     /// Calls `health-check`.
-    pub async fn health(self: &Arc<Self>) -> Result<(), SourceError> {
+    pub async fn health(self: &Arc<Self>) -> Result<(), PluginError> {
         self.run(Some(Export::Health)).await.map(drop)
     }
 
@@ -140,13 +139,13 @@ impl Pool {
     async fn run(
         self: &Arc<Self>,
         export: Option<Export>,
-    ) -> Result<Option<types::Metrics>, SourceError> {
+    ) -> Result<Option<types::Metrics>, PluginError> {
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| SourceError::Connect("the plugin pool is closed".into()))?;
+            .map_err(|_| PluginError::Setup("the plugin pool is closed".into()))?;
         let pool = self.clone();
         let task = tokio::task::spawn_blocking(move || {
             // Held until the guest is done, even when the caller gave up waiting.
@@ -183,7 +182,7 @@ impl Pool {
         });
         match task.await {
             Ok(outcome) => outcome,
-            Err(err) => Err(PluginError::Trap(format!("the host task failed: {err}")).into()),
+            Err(err) => Err(PluginError::Trap(format!("the host task failed: {err}"))),
         }
     }
 
@@ -196,7 +195,7 @@ impl Pool {
     }
 
     /// Instantiates and initializes a fresh instance.
-    fn start(&self) -> Result<Instance, SourceError> {
+    fn start(&self) -> Result<Instance, PluginError> {
         let state = HostState::new(
             self.source.clone(),
             self.secrets.clone(),
@@ -247,28 +246,28 @@ impl Pool {
 
     /// An error the plugin returned. When the host refused one of its requests during the
     /// call, that refusal is the clearer cause and is reported instead.
-    fn reported(&self, store: &Store<HostState>, reported: types::SourceError) -> SourceError {
+    fn reported(&self, store: &Store<HostState>, reported: types::SourceError) -> PluginError {
         let tally = &store.data().call.http;
         if let Some(why) = &tally.denied {
-            return PluginError::Denied(why.clone()).into();
+            return PluginError::Denied(why.clone());
         }
         if let Some(limit) = tally.too_large {
-            return SourceError::TooLarge(limit);
+            return PluginError::TooLarge(limit);
         }
         if tally.too_many {
-            return PluginError::TooManyRequests(self.http_limit()).into();
+            return PluginError::TooManyRequests(self.http_limit());
         }
         let clean = |text: String| redact(&text, &self.secrets);
         match reported {
-            types::SourceError::Auth(message) => SourceError::Auth(clean(message)),
-            types::SourceError::RateLimited(seconds) => SourceError::RateLimited {
+            types::SourceError::Auth(message) => PluginError::Auth(clean(message)),
+            types::SourceError::RateLimited(seconds) => PluginError::RateLimited {
                 retry_after: seconds.map(|s| Duration::from_secs(u64::from(s))),
             },
-            types::SourceError::Upstream(message) => PluginError::Upstream(clean(message)).into(),
+            types::SourceError::Upstream(message) => PluginError::Upstream(clean(message)),
             types::SourceError::InvalidConfig(message) => {
-                PluginError::InvalidConfig(clean(message)).into()
+                PluginError::InvalidConfig(clean(message))
             }
-            types::SourceError::Internal(message) => PluginError::Internal(clean(message)).into(),
+            types::SourceError::Internal(message) => PluginError::Internal(clean(message)),
         }
     }
 
@@ -277,7 +276,7 @@ impl Pool {
     }
 
     /// A trap: out of memory, past the deadline, or a crash. Logs what the guest printed.
-    fn trapped(&self, store: &Store<HostState>, err: wasmtime::Error) -> SourceError {
+    fn trapped(&self, store: &Store<HostState>, err: wasmtime::Error) -> PluginError {
         let state = store.data();
         let output = state.output();
         let error = if state.limits.memory_exhausted {
@@ -292,13 +291,13 @@ impl Pool {
             guest_output = %output,
             "plugin instance discarded: {error}"
         );
-        error.into()
+        error
     }
 }
 
 /// How a call failed: `Trapped` discards the instance, `Refused` (an error the plugin
 /// returned) keeps it.
 enum Failure {
-    Trapped(SourceError),
-    Refused(SourceError),
+    Trapped(PluginError),
+    Refused(PluginError),
 }

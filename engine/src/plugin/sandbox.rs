@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use wasmtime::ResourceLimiter;
 
-use super::http::Allowlist;
+use super::allowlist::Allowlist;
 
 /// Default cap of one plugin instance's linear memory.
 pub const DEFAULT_MEMORY_BYTES: usize = 64 * 1024 * 1024;

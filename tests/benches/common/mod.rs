@@ -62,8 +62,8 @@ pub fn shipped_source(name: &str) -> anyhow::Result<String> {
 pub async fn postgres_with_demo_events(today: NaiveDate) -> anyhow::Result<(Postgres, PgPool)> {
     let pg = Postgres::start()?;
     let pool = PgPool::connect(pg.url()).await?;
-    let events = metrics_hub::demo::generate(today);
-    metrics_hub::demo::load_postgres(&pool, &events).await?;
+    let events = metrics_hub::kinds::sql::demo::generate(today);
+    metrics_hub::kinds::sql::demo::load_postgres(&pool, &events).await?;
     sqlx::query("VACUUM ANALYZE events").execute(&pool).await?;
     println!(
         "PostgreSQL at {} holds {} demo events ending {today}",

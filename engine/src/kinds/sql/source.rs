@@ -15,11 +15,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Column, Database, Row, TypeInfo, ValueRef};
 use tokio::sync::RwLock;
 
-use super::{DataSource, SourceError};
-use crate::config::sql::{DemoData, Driver, SqlSpec};
-use crate::config::{redact, SourceSpec};
+use super::config::{DemoData, Driver, SqlSpec};
+use crate::kinds::SourceSpec;
+use crate::kinds::{DataSource, SourceError};
 use crate::mapping::{map_rows, FieldMapping};
 use crate::model::{Dataset, QueryParams, Record, SourceData};
+use crate::secret::redact;
 use crate::template::BindValue;
 
 /// An open pool of either driver.
@@ -89,7 +90,7 @@ impl SqlSource {
                     .map_err(|e| SourceError::Connect(self.clean(e)))?;
                 if self.spec.demo_data == Some(DemoData::Ga4) {
                     let today = Utc::now().date_naive();
-                    let created = crate::demo::ensure_sqlite(&pool, today)
+                    let created = super::demo::ensure_sqlite(&pool, today)
                         .await
                         .map_err(|e| {
                             SourceError::Connect(format!(

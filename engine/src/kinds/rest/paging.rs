@@ -205,7 +205,7 @@ impl<'a> Pager<'a> {
                     Some(other) => {
                         return Err(format!(
                             "the cursor at `{cursor_path}` is {}, not a string or number",
-                            super::kind_of(other)
+                            super::json_path::kind_of(other)
                         ))
                     }
                 };
@@ -247,7 +247,7 @@ impl<'a> Pager<'a> {
                 Some(other) => {
                     return Err(format!(
                         "the next page URL at `{next_path}` is {}, not a string",
-                        super::kind_of(other)
+                        super::json_path::kind_of(other)
                     ))
                 }
             },
@@ -296,7 +296,7 @@ fn read_total(path: Option<&JsonPath>, body: &Value) -> Result<Option<u64>, Stri
         }
         Some(other) => Err(format!(
             "the total at `{path}` is {}, not a whole number",
-            super::kind_of(other)
+            super::json_path::kind_of(other)
         )),
     }
 }

@@ -9,7 +9,7 @@ use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
-use crate::sources::SourceError;
+use crate::kinds::SourceError;
 
 /// The longest pause between two attempts when the server does not say.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);

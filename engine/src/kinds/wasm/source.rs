@@ -13,13 +13,14 @@ use chrono::NaiveDate;
 use serde_json::{Number, Value};
 use tokio::sync::OnceCell;
 
-use super::{DataSource, SourceError};
-use crate::config::wasm::WasmSpec;
-use crate::config::{redact, SourceSpec};
+use super::config::WasmSpec;
+use crate::kinds::SourceSpec;
+use crate::kinds::{DataSource, SourceError};
 use crate::model::{Dataset, FilterValue, QueryParams, Record, SourceData};
 use crate::plugin::bindings::types;
 use crate::plugin::pool::Pool;
 use crate::plugin::{PluginError, Runtime};
+use crate::secret::redact;
 
 /// A `wasm` source: its declaration and, once loaded, its instance pool.
 pub struct WasmSource {
@@ -72,7 +73,7 @@ impl WasmSource {
                         path: self.component.clone(),
                         message: format!("the loading task failed: {err}"),
                     })??;
-                Pool::new(
+                Ok(Pool::new(
                     &self.id,
                     runtime,
                     plugin,
@@ -80,7 +81,7 @@ impl WasmSource {
                     self.secrets.clone(),
                     &self.spec.sandbox,
                     self.deadline,
-                )
+                )?)
             })
             .await
     }
@@ -89,7 +90,7 @@ impl WasmSource {
 #[async_trait]
 impl DataSource for WasmSource {
     async fn initialize(&self) -> Result<(), SourceError> {
-        self.pool().await?.warm_up().await
+        Ok(self.pool().await?.warm_up().await?)
     }
 
     async fn fetch_metrics(&self, params: &QueryParams) -> Result<SourceData, SourceError> {
@@ -100,7 +101,7 @@ impl DataSource for WasmSource {
     }
 
     async fn health_check(&self) -> Result<(), SourceError> {
-        self.pool().await?.health().await
+        Ok(self.pool().await?.health().await?)
     }
 
     async fn cleanup(&self) {

@@ -4,13 +4,6 @@
 //! into the declared aggregation as each page arrives, and the rows are mapped into the
 //! unified model. The datasets of one fetch run concurrently.
 
-pub mod aggregate;
-mod auth;
-pub mod http;
-pub mod json_path;
-pub mod paging;
-pub mod template;
-
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -21,16 +14,18 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use url::Url;
 
-use self::aggregate::Aggregation;
-use self::auth::TokenCache;
-use self::http::{Deadline, Reply, Transport};
-use self::json_path::JsonPath;
-use self::paging::{Next, PageInfo, PageRequest, Pager, ParamIn};
-use super::{DataSource, SourceError};
-use crate::config::rest::{Auth, KeyLocation, Method, RestQuery, RestSpec};
-use crate::config::{redact, Secret, SourceSpec};
+use super::aggregate::Aggregation;
+use super::auth::TokenCache;
+use super::config::{Auth, RestQuery, RestSpec};
+use super::http::{Deadline, Reply, Transport};
+use super::json_path::{kind_of, JsonPath};
+use super::paging::{Next, PageInfo, PageRequest, Pager, ParamIn};
+use super::raw::{KeyLocation, Method};
+use crate::kinds::SourceSpec;
+use crate::kinds::{DataSource, SourceError};
 use crate::mapping::{map_rows, FieldMapping};
 use crate::model::{Dataset, QueryParams, Record, SourceData};
+use crate::secret::{redact, Secret};
 
 /// Redirects followed within the base URL's origin, at most this many.
 const MAX_REDIRECTS: usize = 5;
@@ -56,18 +51,6 @@ fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host_str() == b.host_str()
         && a.port_or_known_default() == b.port_or_known_default()
-}
-
-/// How a JSON value is named in error messages ("a list", "an object", ...).
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 impl RestSource {

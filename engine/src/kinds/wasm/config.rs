@@ -26,50 +26,109 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use schemars::{JsonSchema, SchemaGenerator};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::raw::{Flag, Number, Size};
-use super::{KindContext, Problems};
+use crate::config::raw::{Flag, Number, Size};
+use crate::config::Problems;
+use crate::kinds::{KindContext, KindSchema};
 use crate::model::Dataset;
-use crate::plugin::http::{AllowedHost, Allowlist};
+use crate::plugin::allowlist::{AllowedHost, Allowlist};
 use crate::plugin::sandbox::Sandbox;
 
-#[derive(Debug, Deserialize)]
+/// The plugin, its configuration and its sandbox.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "wasm-connection")]
 struct ConnectionConfig {
-    /// The component file, absolute or relative to the source file.
+    /// The plugin's component file (.wasm), absolute or relative to this source file,
+    /// e.g. ../plugins/target/wasm32-wasip2/release/salesforce.wasm.
+    #[schemars(length(min = 1))]
     component: String,
-    /// Key/value configuration for the plugin's `initialize`.
+    /// Key/value pairs handed to the plugin's initialize, values as strings. Use ${VAR}
+    /// for secrets: they reach the plugin but never a log line.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ConfigValue>")]
     config: BTreeMap<String, Value>,
+    /// What the plugin may use. Every limit has a safe default.
     #[serde(default)]
     sandbox: SandboxConfig,
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A `config:` value: any scalar, handed to the plugin as text.
+struct ConfigValue;
+
+impl JsonSchema for ConfigValue {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ConfigValue".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["null", "string", "number", "boolean"]})
+    }
+}
+
+/// What the plugin may use. Every limit has a safe default.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(inline)]
 struct SandboxConfig {
+    /// Where the plugin may send HTTP requests: scheme, host and optional port, e.g.
+    /// https://api.hubapi.com, https://*.my.salesforce.com (subdomains only),
+    /// http://127.0.0.1:8080. Anything else is refused, redirects included (each hop is a
+    /// new, checked request). Default: nowhere.
     #[serde(default)]
+    #[schemars(extend("uniqueItems" = true), inner(length(min = 1)))]
     allowed_hosts: Vec<String>,
+    /// Memory cap of each plugin instance, e.g. 64MiB (default), from 1MiB to 4GiB; a
+    /// plugin growing past it traps.
     #[serde(default)]
     memory: Option<Size>,
+    /// Longest a call into the plugin may run before it is interrupted (default: the
+    /// source's timeout).
     #[serde(default)]
+    #[schemars(schema_with = "crate::config::schema::duration")]
     cpu_deadline: Option<String>,
+    /// Largest HTTP response body handed to the plugin, e.g. 16MiB (default); longer
+    /// bodies are cut off while streaming and reported as too large.
     #[serde(default)]
     max_response_bytes: Option<Size>,
+    /// Outbound requests one call may make, paging included (default 100, at most 10000).
     #[serde(default)]
+    #[schemars(range(min = 0, max = 10_000))]
     max_requests_per_call: Option<Number>,
+    /// Plugin instances kept for concurrent requests, 1 to 16 (default 2).
     #[serde(default)]
+    #[schemars(range(min = 1, max = 16))]
     instances: Option<Number>,
+    /// Let allowed host names resolve to loopback, private or link-local addresses
+    /// (default false, so DNS cannot point an allowed name at an internal service). IP
+    /// addresses listed in allowed_hosts are always reachable.
     #[serde(default)]
     allow_private_addresses: Option<Flag>,
 }
 
-/// A dataset's entry under `queries:`; nothing to say yet, the plugin decides how.
-#[derive(Debug, Deserialize)]
+/// Take this dataset from the plugin. Nothing to configure: write {}.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "wasm-query")]
 struct QueryConfig {}
+
+/// This kind's part of the source-file schema.
+pub fn schema(generator: &mut SchemaGenerator) -> KindSchema {
+    KindSchema {
+        description: "A source answered by a WebAssembly plugin: a component implementing the metrics-hub:source/data-source world (see wit/ and plugins/README.md), run sandboxed by the hub. The plugin returns unified fields itself, so there are no mappings or identifiers; filters declared here are passed to it. `queries:` lists the datasets taken from the plugin, each as an empty mapping (e.g. `summary: {}`); all four when absent.",
+        connection: generator.subschema_for::<ConnectionConfig>(),
+        query: generator.subschema_for::<QueryConfig>(),
+        required: &["connection"],
+        refused: &["mappings", "identifiers"],
+    }
+}
 
 /// The plugin's `config:` entries. Values may hold secrets: `Debug` shows keys only.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -111,7 +170,7 @@ const MIN_MEMORY: u64 = 1 << 20;
 const MAX_MEMORY: u64 = 4 << 30;
 
 /// Parses and checks the kind-specific parts, recording problems under their pointers.
-pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Option<WasmSpec> {
+pub fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Option<WasmSpec> {
     let Some(connection) = context.connection else {
         problems.add(
             "/connection",
@@ -126,101 +185,8 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
             "give the plugin's .wasm file, relative to this file or absolute",
         );
     }
-
-    let mut config = Vec::new();
-    for (key, value) in connection.config {
-        let text = match value {
-            Value::String(text) => text,
-            Value::Number(number) => number.to_string(),
-            Value::Bool(flag) => flag.to_string(),
-            Value::Null => String::new(),
-            Value::Array(_) | Value::Object(_) => {
-                problems.add(
-                    &format!("/connection/config/{key}"),
-                    "a plugin config value must be a string, number or boolean",
-                );
-                continue;
-            }
-        };
-        config.push((key, text));
-    }
-
-    let raw = connection.sandbox;
-    let mut sandbox = Sandbox::default();
-    let mut hosts = Vec::new();
-    for (index, entry) in raw.allowed_hosts.iter().enumerate() {
-        match AllowedHost::parse(entry) {
-            Ok(host) => hosts.push(host),
-            Err(why) => problems.add(&format!("/connection/sandbox/allowed_hosts/{index}"), why),
-        }
-    }
-    sandbox.allowed_hosts = Allowlist(hosts);
-    if let Some(size) = raw.memory {
-        match size.bytes() {
-            Some(bytes) if (MIN_MEMORY..=MAX_MEMORY).contains(&bytes) => {
-                sandbox.memory_bytes = bytes as usize
-            }
-            _ => problems.add(
-                "/connection/sandbox/memory",
-                "memory must be a size from 1MiB to 4GiB, e.g. 64MiB",
-            ),
-        }
-    }
-    if let Some(text) = raw.cpu_deadline.as_deref() {
-        let deadline = super::duration(
-            problems,
-            "/connection/sandbox/cpu_deadline",
-            Some(text),
-            Duration::ZERO,
-        );
-        if deadline.is_zero() {
-            problems.add(
-                "/connection/sandbox/cpu_deadline",
-                "cpu_deadline must be longer than zero",
-            );
-        }
-        sandbox.cpu_deadline = Some(deadline);
-    }
-    if let Some(size) = raw.max_response_bytes {
-        match size.bytes() {
-            Some(bytes) if bytes > 0 => sandbox.max_response_bytes = bytes,
-            _ => problems.add(
-                "/connection/sandbox/max_response_bytes",
-                "max_response_bytes must be a size above zero, e.g. 16MiB",
-            ),
-        }
-    }
-    if let Some(number) = raw.max_requests_per_call {
-        match super::number(&number) {
-            Some(n @ 0..=10_000) => sandbox.max_requests_per_call = n as u32,
-            _ => problems.add(
-                "/connection/sandbox/max_requests_per_call",
-                "max_requests_per_call must be a whole number from 0 to 10000",
-            ),
-        }
-    }
-    if let Some(number) = raw.instances {
-        match super::number(&number) {
-            Some(n @ 1..=16) => sandbox.instances = n as usize,
-            _ => problems.add(
-                "/connection/sandbox/instances",
-                "instances must be a whole number from 1 to 16",
-            ),
-        }
-    }
-    match raw.allow_private_addresses {
-        None => {}
-        Some(Flag::Bool(flag)) => sandbox.allow_private_addresses = flag,
-        Some(Flag::Text(text)) => match text.trim() {
-            "true" => sandbox.allow_private_addresses = true,
-            "false" | "" => {}
-            other => problems.add(
-                "/connection/sandbox/allow_private_addresses",
-                format!("`{other}` is not true or false"),
-            ),
-        },
-    }
-
+    let config = compile_plugin_config(connection.config, problems);
+    let sandbox = compile_sandbox(connection.sandbox, problems);
     let mut datasets: BTreeSet<Dataset> = context
         .typed_queries::<QueryConfig>(problems)
         .into_iter()
@@ -243,12 +209,112 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
     })
 }
 
+/// `config:` values as the text the plugin receives.
+fn compile_plugin_config(
+    config: BTreeMap<String, Value>,
+    problems: &mut Problems,
+) -> Vec<(String, String)> {
+    let mut entries = Vec::new();
+    for (key, value) in config {
+        let text = match value {
+            Value::String(text) => text,
+            Value::Number(number) => number.to_string(),
+            Value::Bool(flag) => flag.to_string(),
+            Value::Null => String::new(),
+            Value::Array(_) | Value::Object(_) => {
+                problems.add(
+                    &format!("/connection/config/{key}"),
+                    "a plugin config value must be a string, number or boolean",
+                );
+                continue;
+            }
+        };
+        entries.push((key, text));
+    }
+    entries
+}
+
+/// `sandbox:` over the safe defaults: what the plugin may reach and use.
+fn compile_sandbox(raw: SandboxConfig, problems: &mut Problems) -> Sandbox {
+    let mut sandbox = Sandbox::default();
+    let mut hosts = Vec::new();
+    for (index, entry) in raw.allowed_hosts.iter().enumerate() {
+        match AllowedHost::parse(entry) {
+            Ok(host) => hosts.push(host),
+            Err(why) => problems.add(&format!("/connection/sandbox/allowed_hosts/{index}"), why),
+        }
+    }
+    sandbox.allowed_hosts = Allowlist(hosts);
+    if let Some(size) = &raw.memory {
+        match size.bytes() {
+            Some(bytes) if (MIN_MEMORY..=MAX_MEMORY).contains(&bytes) => {
+                sandbox.memory_bytes = bytes as usize
+            }
+            _ => problems.add(
+                "/connection/sandbox/memory",
+                "memory must be a size from 1MiB to 4GiB, e.g. 64MiB",
+            ),
+        }
+    }
+    if let Some(text) = raw.cpu_deadline.as_deref() {
+        let pointer = "/connection/sandbox/cpu_deadline";
+        let deadline = problems.duration(pointer, Some(text), Duration::ZERO);
+        if deadline.is_zero() {
+            problems.add(pointer, "cpu_deadline must be longer than zero");
+        }
+        sandbox.cpu_deadline = Some(deadline);
+    }
+    if let Some(size) = &raw.max_response_bytes {
+        match size.bytes() {
+            Some(bytes) if bytes > 0 => sandbox.max_response_bytes = bytes,
+            _ => problems.add(
+                "/connection/sandbox/max_response_bytes",
+                "max_response_bytes must be a size above zero, e.g. 16MiB",
+            ),
+        }
+    }
+    compile_sandbox_counts(&raw, &mut sandbox, problems);
+    if let Some(flag) = &raw.allow_private_addresses {
+        match flag.value() {
+            Ok(allowed) => sandbox.allow_private_addresses = allowed,
+            Err(other) => problems.add(
+                "/connection/sandbox/allow_private_addresses",
+                format!("`{other}` is not true or false"),
+            ),
+        }
+    }
+    sandbox
+}
+
+/// The whole-number limits of `sandbox:`.
+fn compile_sandbox_counts(raw: &SandboxConfig, sandbox: &mut Sandbox, problems: &mut Problems) {
+    if let Some(number) = &raw.max_requests_per_call {
+        match number.value() {
+            Some(n @ 0..=10_000) => sandbox.max_requests_per_call = n as u32,
+            _ => problems.add(
+                "/connection/sandbox/max_requests_per_call",
+                "max_requests_per_call must be a whole number from 0 to 10000",
+            ),
+        }
+    }
+    if let Some(number) = &raw.instances {
+        match number.value() {
+            Some(n @ 1..=16) => sandbox.instances = n as usize,
+            _ => problems.add(
+                "/connection/sandbox/instances",
+                "instances must be a whole number from 1 to 16",
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::config::{load_source, KindSpec};
+    use crate::kinds::KindSpec;
+    use crate::load::load_source;
 
     fn load(yaml: &str) -> Result<WasmSpec, Vec<String>> {
         let env = |name: &str| (name == "TOKEN").then(|| "s3cr3t-token".to_owned());

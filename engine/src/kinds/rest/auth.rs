@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use serde::Deserialize;
 
+use super::config::OAuth2;
 use super::http::{Deadline, Transport};
-use crate::config::rest::{ClientAuth, OAuth2};
-use crate::config::Secret;
-use crate::sources::SourceError;
+use super::raw::ClientAuth;
+use crate::kinds::SourceError;
+use crate::secret::Secret;
 
 /// Refresh this long before expiry (or a tenth of the lifetime, when that is shorter), so a
 /// token does not expire between being handed out and reaching the API.

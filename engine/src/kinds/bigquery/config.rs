@@ -13,46 +13,76 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use schemars::{JsonSchema, SchemaGenerator};
 use serde::Deserialize;
 
-use super::raw::Number;
-use super::{KindContext, Problems, Secret};
+use crate::config::raw::Number;
+use crate::config::Problems;
+use crate::kinds::{KindContext, KindSchema, SqlQueryConfig};
 use crate::model::Dataset;
+use crate::secret::Secret;
 use crate::template::{Placeholder, QueryTemplates};
 
-/// `connection:` of a bigquery source, as written.
-#[derive(Debug, Deserialize)]
+/// Where the data lives and how to reach it, for kind bigquery.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "bigquery-connection")]
 struct ConnectionConfig {
-    /// Project the jobs run and are billed in, and that holds the dataset.
+    /// Google Cloud project id the jobs run and are billed in, and that holds the
+    /// dataset, e.g. "${GOOGLE_CLOUD_PROJECT:-my-project}". It may be "" in a disabled
+    /// source.
     project: String,
-    /// Dataset unqualified table names resolve in (the queries' default dataset).
+    /// The dataset unqualified table names resolve in (sent as the query's
+    /// defaultDataset), e.g. "${BIGQUERY_DATASET:-analytics_123456789}" for a GA4 export.
+    /// It may be "" in a disabled source.
     dataset: String,
+    /// How the hub authenticates.
     credentials: CredentialsConfig,
-    /// Where jobs run (US, EU, europe-west1, ...); "" or absent lets BigQuery infer it.
+    /// Where jobs run, e.g. US, EU or europe-west1; BigQuery infers it from the dataset
+    /// when absent or "".
     #[serde(default)]
     location: Option<String>,
-    /// The cost guard sent with every query.
+    /// Cost guard sent with every query: BigQuery refuses, rather than bills, a query that
+    /// would scan more bytes. An integer or a numeric string, at least 1, e.g. 1000000000
+    /// (1 GB).
+    #[schemars(range(min = 1))]
     maximum_bytes_billed: Number,
-    /// The REST v2 base URL; Google's when absent.
+    /// The REST v2 base URL (default https://bigquery.googleapis.com/bigquery/v2); paths
+    /// /projects/... are appended. https, or http on a loopback address for a local
+    /// stand-in in tests.
     #[serde(default)]
+    #[schemars(regex(pattern = "^https?://"))]
     base_url: Option<String>,
-    /// Result rows per page (`maxResults`).
+    /// Result rows per page (maxResults), 1 to 100000 (default 10000). An integer or a
+    /// numeric string.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100_000))]
     page_size: Option<Number>,
-    /// Pause between polls of a job that is not complete yet.
+    /// Pause between polls of a job that is not complete yet (default 500ms, at most 1m).
     #[serde(default)]
+    #[schemars(schema_with = "crate::config::schema::duration", extend("default" = "500ms"))]
     poll_interval: Option<String>,
 }
 
-/// `connection.credentials`, by `type`.
-#[derive(Debug, Deserialize)]
+/// How the hub authenticates: inline_json (a service-account key JSON, usually
+/// "${GOOGLE_APPLICATION_CREDENTIALS_JSON:-}"), key_file (path to a service-account key
+/// file), application_default (GOOGLE_APPLICATION_CREDENTIALS, the gcloud file, then the
+/// metadata server) or none (tests only: accepted only with a loopback base_url).
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[schemars(rename = "bigquery-credentials", transform = crate::config::schema::tagged_union)]
 enum CredentialsConfig {
     /// A service-account key JSON, usually from the environment.
-    InlineJson { json: String },
+    InlineJson {
+        /// The service-account key JSON. Treated as a secret; it may be "" in a disabled
+        /// source.
+        json: String,
+    },
     /// A service-account key file.
-    KeyFile { path: String },
+    KeyFile {
+        /// Path of the service-account key JSON file.
+        path: String,
+    },
     /// Application default credentials.
     ApplicationDefault {},
     /// None at all: a local stand-in only.
@@ -100,13 +130,24 @@ pub struct BigquerySpec {
     pub templates: Arc<QueryTemplates>,
 }
 
+/// This kind's part of the source-file schema.
+pub fn schema(generator: &mut SchemaGenerator) -> KindSchema {
+    KindSchema {
+        description: "A source read from Google BigQuery (REST v2): each query is a minijinja template rendered per request into standard SQL whose request values are named query parameters (@p1, @p2, ...) sent with their types. Tables are named unqualified, e.g. `events_*` in backticks: every query runs with connection.project and connection.dataset as its default dataset.",
+        connection: generator.subschema_for::<ConnectionConfig>(),
+        query: generator.subschema_for::<SqlQueryConfig>(),
+        required: &["connection", "queries"],
+        refused: &[],
+    }
+}
+
 const DEFAULT_PAGE_SIZE: u32 = 10_000;
 const MAX_PAGE_SIZE: i64 = 100_000;
 const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Parses and checks the kind-specific parts, recording problems under their pointers.
-pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Option<BigquerySpec> {
+pub fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Option<BigquerySpec> {
     let Some(connection) = context.connection else {
         problems.add(
             "/connection",
@@ -116,8 +157,63 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
     };
     let connection: ConnectionConfig = problems.parse("/connection", connection)?;
     let enabled = context.enabled;
+    let project = compile_project(&connection.project, enabled, problems);
+    let dataset = compile_dataset(&connection.dataset, enabled, problems);
+    let location = compile_location(connection.location, problems);
+    let maximum_bytes_billed = match connection.maximum_bytes_billed.value() {
+        Some(n) if n >= 1 => n as u64,
+        _ => {
+            problems.add(
+                "/connection/maximum_bytes_billed",
+                "maximum_bytes_billed must be a whole number of bytes, at least 1 (e.g. 1000000000 for 1 GB)",
+            );
+            1
+        }
+    };
+    let page_size = match connection.page_size.as_ref().map(Number::value) {
+        None => DEFAULT_PAGE_SIZE,
+        Some(Some(n @ 1..=MAX_PAGE_SIZE)) => n as u32,
+        Some(_) => {
+            problems.add(
+                "/connection/page_size",
+                format!("page_size must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+            );
+            DEFAULT_PAGE_SIZE
+        }
+    };
+    let poll_interval = problems.duration(
+        "/connection/poll_interval",
+        connection.poll_interval.as_deref(),
+        DEFAULT_POLL_INTERVAL,
+    );
+    if poll_interval.is_zero() || poll_interval > MAX_POLL_INTERVAL {
+        problems.add(
+            "/connection/poll_interval",
+            "poll_interval must be longer than zero and at most 1m",
+        );
+    }
+    let base_url = compile_base_url(connection.base_url.as_deref(), problems);
+    let loopback = base_url.as_deref().is_some_and(is_loopback_url);
+    let credentials = compile_credentials(connection.credentials, enabled, loopback, problems);
+    let (templates, datasets) =
+        crate::kinds::compile_sql_queries(context, Placeholder::Named, problems);
+    Some(BigquerySpec {
+        project,
+        dataset,
+        credentials,
+        location,
+        maximum_bytes_billed,
+        base_url,
+        page_size,
+        poll_interval,
+        datasets,
+        templates: Arc::new(templates),
+    })
+}
 
-    let project = connection.project.trim().to_owned();
+/// The project id, trimmed; empty is allowed only in a disabled source.
+fn compile_project(text: &str, enabled: bool, problems: &mut Problems) -> String {
+    let project = text.trim().to_owned();
     if project.is_empty() {
         if enabled {
             problems.add(
@@ -131,7 +227,12 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
             "not a Google Cloud project id: 6 to 30 lowercase letters, digits and dashes, starting with a letter (optionally `domain:` before it)",
         );
     }
-    let dataset = connection.dataset.trim().to_owned();
+    project
+}
+
+/// The dataset id, trimmed; empty is allowed only in a disabled source.
+fn compile_dataset(text: &str, enabled: bool, problems: &mut Problems) -> String {
+    let dataset = text.trim().to_owned();
     if dataset.is_empty() {
         if enabled {
             problems.add(
@@ -149,60 +250,29 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
             "not a BigQuery dataset id: use letters, digits and _ (e.g. analytics_123456789)",
         );
     }
+    dataset
+}
 
-    // "" (an unset `${BIGQUERY_LOCATION:-}`) lets BigQuery infer the location.
-    let location = connection
-        .location
+/// Where jobs run; "" (an unset `${BIGQUERY_LOCATION:-}`) lets BigQuery infer it.
+fn compile_location(location: Option<String>, problems: &mut Problems) -> Option<String> {
+    let location = location
         .map(|l| l.trim().to_owned())
-        .filter(|l| !l.is_empty());
-    if let Some(location) = &location {
-        let plain = location.len() <= 64
-            && location
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-');
-        if !plain {
-            problems.add(
-                "/connection/location",
-                "not a BigQuery location: write e.g. US, EU or europe-west1",
-            );
-        }
-    }
-
-    let maximum_bytes_billed = match super::number(&connection.maximum_bytes_billed) {
-        Some(n) if n >= 1 => n as u64,
-        _ => {
-            problems.add(
-                "/connection/maximum_bytes_billed",
-                "maximum_bytes_billed must be a whole number of bytes, at least 1 (e.g. 1000000000 for 1 GB)",
-            );
-            1
-        }
-    };
-    let page_size = match connection.page_size.as_ref().map(super::number) {
-        None => DEFAULT_PAGE_SIZE,
-        Some(Some(n @ 1..=MAX_PAGE_SIZE)) => n as u32,
-        Some(_) => {
-            problems.add(
-                "/connection/page_size",
-                format!("page_size must be a whole number from 1 to {MAX_PAGE_SIZE}"),
-            );
-            DEFAULT_PAGE_SIZE
-        }
-    };
-    let poll_interval = super::duration(
-        problems,
-        "/connection/poll_interval",
-        connection.poll_interval.as_deref(),
-        DEFAULT_POLL_INTERVAL,
-    );
-    if poll_interval.is_zero() || poll_interval > MAX_POLL_INTERVAL {
+        .filter(|l| !l.is_empty())?;
+    let plain = location.len() <= 64
+        && location
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if !plain {
         problems.add(
-            "/connection/poll_interval",
-            "poll_interval must be longer than zero and at most 1m",
+            "/connection/location",
+            "not a BigQuery location: write e.g. US, EU or europe-west1",
         );
     }
+    Some(location)
+}
 
-    let base_url = match connection.base_url.as_deref().map(str::trim) {
+fn compile_base_url(text: Option<&str>, problems: &mut Problems) -> Option<String> {
+    match text.map(str::trim) {
         None | Some("") => None,
         Some(text) => match check_base_url(text) {
             Ok(url) => Some(url),
@@ -211,10 +281,17 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
                 None
             }
         },
-    };
-    let loopback = base_url.as_deref().is_some_and(is_loopback_url);
+    }
+}
 
-    let credentials = match connection.credentials {
+/// The credentials; `none` only with a loopback `base_url` (a local stand-in).
+fn compile_credentials(
+    config: CredentialsConfig,
+    enabled: bool,
+    loopback: bool,
+    problems: &mut Problems,
+) -> Credentials {
+    match config {
         CredentialsConfig::InlineJson { json } => {
             if enabled {
                 if let Err(message) = check_service_account_key(&json) {
@@ -248,26 +325,9 @@ pub(super) fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Opt
             }
             Credentials::None
         }
-    };
-
-    let (templates, datasets) = super::compile_sql_queries(context, Placeholder::Named, problems);
-
-    Some(BigquerySpec {
-        project,
-        dataset,
-        credentials,
-        location,
-        maximum_bytes_billed,
-        base_url,
-        page_size,
-        poll_interval,
-        datasets,
-        templates: Arc::new(templates),
-    })
+    }
 }
 
-/// Project ids: 6 to 30 characters of lowercase letters, digits and dashes, starting with
-/// a letter and not ending with a dash; legacy ones carry a `domain:` prefix.
 fn valid_project(project: &str) -> bool {
     let id = match project.rsplit_once(':') {
         Some((domain, id)) => {

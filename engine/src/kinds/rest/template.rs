@@ -781,7 +781,7 @@ mod tests {
     #[test]
     fn validation_names_undeclared_filters_and_unguarded_values() {
         let declared = BTreeSet::from(["client".to_owned()]);
-        let samples = crate::config::sample_params(&BTreeMap::from([(
+        let samples = crate::kinds::sample_params(&BTreeMap::from([(
             "client".to_owned(),
             crate::config::FilterSpec::Text { max_length: 10 },
         )]));

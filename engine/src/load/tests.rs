@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::*;
+use crate::config::schema::SOURCE_SCHEMA;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -219,5 +220,47 @@ fn debug_output_of_a_source_never_shows_environment_values() {
     assert!(
         shown.contains("pg") && !shown.contains("hunter2-secret"),
         "{shown}"
+    );
+}
+
+#[test]
+fn files_given_as_text_are_never_read_from_disk() {
+    // Neither path exists: lines still come from the texts given.
+    let good = "id: twin\nname: Twin\nkind: sql\nconnection:\n  driver: sqlite\n  url: \"sqlite::memory:\"\nqueries:\n  summary:\n    sql: SELECT 1 AS total_users\n";
+    let loaded = load_texts(
+        vec![
+            (PathBuf::from("/nowhere/a.yaml"), Ok(good.to_owned())),
+            (PathBuf::from("/nowhere/b.yaml"), Ok(good.to_owned())),
+        ],
+        &no_env,
+    );
+    assert_eq!(loaded.sources.len(), 1);
+    let errors = &loaded.broken[Path::new("/nowhere/b.yaml")];
+    assert_eq!((errors[0].path.as_str(), errors[0].line), ("/id", Some(1)));
+}
+
+#[test]
+fn merge_disagreements_keep_paths_and_names_as_written() {
+    let source = |id: &str, policy: &str| {
+        format!("id: {id}\nname: {id}\nkind: sql\nconnection:\n  driver: sqlite\n  url: \"sqlite::memory:\"\nqueries:\n  summary:\n    sql: SELECT 1 AS total_users\nmerge:\n  summary:\n    Active_Clients: {policy}\n")
+    };
+    let loaded = load_texts(
+        vec![
+            (PathBuf::from("Sources/A.yaml"), Ok(source("a", "sum"))),
+            (PathBuf::from("Sources/B.yaml"), Ok(source("b", "max"))),
+        ],
+        &no_env,
+    );
+    let shown = report(&loaded.broken[Path::new("Sources/B.yaml")]);
+    assert_eq!(
+        shown,
+        "Sources/B.yaml:12: at /merge/summary/Active_Clients: merge policy max disagrees with sum in Sources/A.yaml: sources must agree on how summary.Active_Clients combines"
+    );
+    // The policies of the sources that loaded are worked out once, here.
+    assert_eq!(
+        loaded
+            .policies
+            .get(&(Dataset::Summary, "Active_Clients".to_owned())),
+        Some(&MergePolicy::Sum)
     );
 }

@@ -1,0 +1,227 @@
+//! What the admin side of the hub shows and does: every source's status and cache
+//! (`/api/sources`), live probes (`/api/health`, a re-check of one source) and clearing
+//! caches. The views hold no connection details: they may carry secrets.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::future::join_all;
+use serde::Serialize;
+
+use super::request::{bad, unknown_source, RequestError};
+use super::status::{Health, ProbeStatus, SourceHealth};
+use super::{Hub, SourceEntry};
+use crate::cache::CacheStats;
+use crate::config::ConfigError;
+use crate::kinds::SourceError;
+use crate::model::Dataset;
+
+/// One source in `GET /api/sources`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceInfo {
+    id: String,
+    name: String,
+    badge: String,
+    kind: &'static str,
+    enabled: bool,
+    description: Option<String>,
+    file: PathBuf,
+    health: Health,
+    initialized: bool,
+    last_success: Option<DateTime<Utc>>,
+    last_error: Option<LastError>,
+    latency_ms: Option<u64>,
+    /// The last health probe: from `GET /api/health` or a re-check of this source.
+    last_check: Option<SourceHealth>,
+    upstream_fetches: u64,
+    datasets: Vec<Dataset>,
+    filters: BTreeMap<String, &'static str>,
+    cache_ttl_seconds: u64,
+    cache: CacheStats,
+    timeout_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct LastError {
+    at: DateTime<Utc>,
+    code: &'static str,
+    message: String,
+}
+
+/// A file that could not be loaded, with all of its errors.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvalidFile {
+    file: PathBuf,
+    errors: Vec<ConfigError>,
+}
+
+/// `GET /api/sources`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourcesReport {
+    sources: Vec<SourceInfo>,
+    invalid_files: Vec<InvalidFile>,
+}
+
+/// The hub's overall state in `GET /api/health`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Overall {
+    /// Every enabled source answers its probe and every file loaded.
+    Ok,
+    /// Some sources fail their probe, or some file is invalid.
+    Degraded,
+    /// No source can serve.
+    Down,
+}
+
+/// `GET /api/health`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthReport {
+    pub status: Overall,
+    sources: Vec<SourceHealth>,
+    invalid_files: usize,
+    timestamp: DateTime<Utc>,
+}
+
+impl SourceEntry {
+    /// This source's line in `/api/sources`.
+    fn info(&self) -> SourceInfo {
+        let spec = &self.spec;
+        // Before taking the status lock, which is meant to be held only briefly.
+        let cache = self.cache.stats();
+        let status = self.status();
+        SourceInfo {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            badge: spec.badge.clone(),
+            kind: spec.kind.name(),
+            enabled: spec.enabled,
+            description: spec.description.clone(),
+            file: spec.file.clone(),
+            health: if spec.enabled {
+                status.health()
+            } else {
+                Health::Disabled
+            },
+            initialized: status.initialized,
+            last_success: status.last_success,
+            last_error: status.last_error.as_ref().map(|(at, e)| LastError {
+                at: *at,
+                code: e.code,
+                message: e.message.clone(),
+            }),
+            latency_ms: status.last_latency.map(|l| l.as_millis() as u64),
+            last_check: status.last_check.clone(),
+            upstream_fetches: self.upstream_fetches(),
+            datasets: spec.kind.datasets().iter().copied().collect(),
+            filters: spec
+                .filters
+                .iter()
+                .map(|(name, filter)| (name.clone(), filter.type_name()))
+                .collect(),
+            cache_ttl_seconds: spec.cache_ttl.as_secs(),
+            cache,
+            timeout_ms: spec.timeout.as_millis() as u64,
+        }
+    }
+}
+
+impl Hub {
+    /// What `GET /api/sources` shows.
+    pub fn sources_report(&self) -> SourcesReport {
+        SourcesReport {
+            sources: self.entries.iter().map(|entry| entry.info()).collect(),
+            invalid_files: self
+                .broken
+                .iter()
+                .map(|(file, errors)| InvalidFile {
+                    file: file.clone(),
+                    errors: errors.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Probes every enabled source in parallel, each under the health deadline.
+    pub async fn health(&self) -> HealthReport {
+        let sources: Vec<SourceHealth> =
+            join_all(self.enabled().map(|entry| self.probe(entry))).await;
+        let up = sources
+            .iter()
+            .filter(|s| s.status == ProbeStatus::Ok)
+            .count();
+        let status = if up == 0 {
+            Overall::Down
+        } else if up < sources.len() || !self.broken.is_empty() {
+            Overall::Degraded
+        } else {
+            Overall::Ok
+        };
+        HealthReport {
+            status,
+            sources,
+            invalid_files: self.broken.len(),
+            timestamp: Utc::now(),
+        }
+    }
+
+    /// Probes one enabled source now (the admin page's re-check) and records the outcome.
+    pub async fn check_source(&self, id: &str) -> Result<SourceHealth, RequestError> {
+        match self.entry(id) {
+            Some(entry) if entry.spec.enabled => Ok(self.probe(entry).await),
+            Some(_) => Err(bad("source_disabled", format!("source `{id}` is disabled"))),
+            None => Err(unknown_source(id)),
+        }
+    }
+
+    /// Runs a source's health check under the health deadline and keeps the outcome as
+    /// its `lastCheck`.
+    async fn probe(&self, entry: &SourceEntry) -> SourceHealth {
+        let limit = self.settings.health_timeout;
+        let started = Instant::now();
+        let outcome = match tokio::time::timeout(limit, entry.source.health_check()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(SourceError::Timeout(limit)),
+        };
+        if let Err(err) = &outcome {
+            tracing::warn!(source = %entry.spec.id, "health check failed: {err}");
+        }
+        let health = SourceHealth {
+            id: entry.spec.id.clone(),
+            status: if outcome.is_ok() {
+                ProbeStatus::Ok
+            } else {
+                ProbeStatus::Down
+            },
+            latency_ms: started.elapsed().as_millis() as u64,
+            error: outcome.err().map(|e| e.public_message()),
+            checked_at: Utc::now(),
+        };
+        entry.status().last_check = Some(health.clone());
+        health
+    }
+
+    /// Empties the cache of one source, or of all; merged answers are dropped either way
+    /// since they hold every source's data. Returns the ids cleared.
+    pub fn clear_cache(&self, source: Option<&str>) -> Result<Vec<String>, RequestError> {
+        let cleared: Vec<&Arc<SourceEntry>> = match source {
+            None => self.entries.iter().collect(),
+            Some(id) => vec![self
+                .entry(id)
+                .ok_or_else(|| bad("unknown_source", format!("there is no source `{id}`")))?],
+        };
+        for entry in &cleared {
+            entry.cache.clear();
+        }
+        self.answers.clear();
+        Ok(cleared.iter().map(|e| e.spec.id.clone()).collect())
+    }
+}

@@ -1,0 +1,380 @@
+//! The answers of a metrics request, built from what each source did: per-source reports
+//! (`metadata.sourceDetails`), the merged data, and the JSON body in the original
+//! dashboard's shape. Pure functions of the outcomes; nothing here waits or fetches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+
+use crate::cache::{CachedAnswer, Fetched};
+use crate::kinds::{SourceError, SourceSpec};
+use crate::merge::{merge, Merged, Policies};
+use crate::model::{Dataset, QueryParams, SourceData};
+
+/// An error as clients see it: a stable code and a message without internals.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorReport {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl From<&SourceError> for ErrorReport {
+    fn from(err: &SourceError) -> ErrorReport {
+        ErrorReport {
+            code: err.code(),
+            message: err.public_message(),
+        }
+    }
+}
+
+/// What happened to one selected source during a request.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It sat the request out, and why.
+    Skipped(String),
+    /// It was asked: its data or error, whether from its cache, and how long it took.
+    Done {
+        result: Result<Arc<Fetched>, SourceError>,
+        cached: bool,
+        waited: Duration,
+    },
+}
+
+/// An answer ready to send. Whether it means failure is for the HTTP layer to say.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub body: Bytes,
+    /// No selected source answered; the body still has each one's error.
+    pub all_failed: bool,
+}
+
+/// What a request's outcomes make.
+#[derive(Debug)]
+pub enum Built {
+    /// Every source answered: cache it.
+    Complete(CachedAnswer),
+    /// Some source failed: send it, never cache it.
+    Uncached(Answer),
+}
+
+/// Per-source part of an answer's metadata.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SourceReport {
+    id: String,
+    name: String,
+    badge: String,
+    /// `ok`, `error`, `timeout` or `skipped`.
+    status: &'static str,
+    error: Option<ErrorReport>,
+    latency_ms: Option<u64>,
+    cached: bool,
+    fetched_at: Option<DateTime<Utc>>,
+    record_count: usize,
+    missing_datasets: Vec<Dataset>,
+    /// The summary fields this source supplied, so a dashboard can say where a total comes from.
+    summary_fields: Vec<String>,
+    warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Window {
+    days: u32,
+    start_date: NaiveDate,
+    end_date: NaiveDate,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata {
+    /// Ids of the sources whose data is in the answer (the original field).
+    sources: Vec<String>,
+    timestamp: DateTime<Utc>,
+    cached: bool,
+    window: Window,
+    source_details: Vec<SourceReport>,
+}
+
+#[derive(Debug, Serialize)]
+struct MetricsBody<'a> {
+    success: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Merged>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorReport>,
+    metadata: &'a Metadata,
+}
+
+/// How the answer is put together.
+pub struct Assembly<'a> {
+    pub params: &'a QueryParams,
+    pub policies: &'a Policies,
+    pub top_clients: usize,
+    pub now: DateTime<Utc>,
+}
+
+impl Assembly<'_> {
+    /// The answer of `outcomes`, one per selected source in id order.
+    pub fn build(&self, outcomes: &[(&SourceSpec, Outcome)]) -> Built {
+        let reports = outcomes
+            .iter()
+            .map(|(spec, outcome)| source_report(spec, outcome))
+            .collect();
+        let answered: Vec<(&str, &SourceData)> = outcomes
+            .iter()
+            .filter_map(|(spec, outcome)| match outcome {
+                Outcome::Done { result: Ok(f), .. } => Some((spec.id.as_str(), &f.data)),
+                _ => None,
+            })
+            .collect();
+        let complete = outcomes
+            .iter()
+            .all(|(_, outcome)| !matches!(outcome, Outcome::Done { result: Err(_), .. }));
+        let data: Vec<&SourceData> = answered.iter().map(|(_, data)| *data).collect();
+        let merged = merge(&data, self.policies, self.top_clients);
+        let mut metadata = Metadata {
+            sources: answered.iter().map(|(id, _)| (*id).to_owned()).collect(),
+            timestamp: self.now,
+            cached: false,
+            window: Window {
+                days: self.params.days,
+                start_date: self.params.start_date,
+                end_date: self.params.end_date,
+            },
+            source_details: reports,
+        };
+        if answered.is_empty() {
+            return Built::Uncached(Answer {
+                body: all_failed(&metadata),
+                all_failed: true,
+            });
+        }
+        let fresh = success(&merged, &metadata);
+        if !complete {
+            return Built::Uncached(Answer {
+                body: fresh,
+                all_failed: false,
+            });
+        }
+        metadata.cached = true;
+        let cached = success(&merged, &metadata);
+        Built::Complete(CachedAnswer { fresh, cached })
+    }
+}
+
+fn success(merged: &Merged, metadata: &Metadata) -> Bytes {
+    to_bytes(&MetricsBody {
+        success: true,
+        data: Some(merged),
+        error: None,
+        metadata,
+    })
+}
+
+fn all_failed(metadata: &Metadata) -> Bytes {
+    to_bytes(&MetricsBody {
+        success: false,
+        data: None,
+        error: Some(ErrorReport {
+            code: "all_sources_failed",
+            message:
+                "none of the selected sources answered; metadata.sourceDetails has each one's error"
+                    .into(),
+        }),
+        metadata,
+    })
+}
+
+/// One source's entry in `metadata.sourceDetails`.
+fn source_report(spec: &SourceSpec, outcome: &Outcome) -> SourceReport {
+    let mut report = SourceReport {
+        id: spec.id.clone(),
+        name: spec.name.clone(),
+        badge: spec.badge.clone(),
+        status: "ok",
+        error: None,
+        latency_ms: None,
+        cached: false,
+        fetched_at: None,
+        record_count: 0,
+        missing_datasets: Vec::new(),
+        summary_fields: Vec::new(),
+        warnings: Vec::new(),
+    };
+    match outcome {
+        Outcome::Skipped(why) => {
+            report.status = "skipped";
+            report.error = Some(ErrorReport {
+                code: "filter_not_supported",
+                message: why.clone(),
+            });
+        }
+        Outcome::Done {
+            result: Ok(fetched),
+            cached,
+            waited,
+        } => {
+            report.cached = *cached;
+            let latency = if *cached { waited } else { &fetched.latency };
+            report.latency_ms = Some(latency.as_millis() as u64);
+            report.fetched_at = Some(fetched.fetched_at);
+            report.record_count = fetched.data.record_count();
+            report.missing_datasets = fetched.data.missing_datasets();
+            report.summary_fields = fetched
+                .data
+                .summary
+                .as_ref()
+                .map(|summary| summary.keys().cloned().collect())
+                .unwrap_or_default();
+            report.warnings = fetched.data.warnings.clone();
+        }
+        Outcome::Done {
+            result: Err(err),
+            waited,
+            ..
+        } => {
+            report.status = if matches!(err, SourceError::Timeout(_)) {
+                "timeout"
+            } else {
+                "error"
+            };
+            report.error = Some(ErrorReport::from(err));
+            report.latency_ms = Some(waited.as_millis() as u64);
+        }
+    }
+    report
+}
+
+fn to_bytes<T: Serialize>(body: &T) -> Bytes {
+    // Serializing these plain structs cannot fail: keys are strings, numbers finite.
+    Bytes::from(serde_json::to_vec(body).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::load::load_source;
+
+    fn spec(id: &str) -> SourceSpec {
+        let text = format!("id: {id}\nname: {id}\nkind: sql\nconnection:\n  driver: sqlite\n  url: \"sqlite::memory:\"\nqueries:\n  summary:\n    sql: SELECT 1 AS total_users\n");
+        load_source(Path::new("t.yaml"), &text, &|_| None).unwrap()
+    }
+
+    fn answered(users: i64) -> Outcome {
+        let mut data = SourceData::default();
+        let mut row = crate::model::Record::new();
+        row.insert("total_users".into(), users.into());
+        data.set(Dataset::Summary, vec![row]);
+        Outcome::Done {
+            result: Ok(Arc::new(Fetched {
+                data,
+                fetched_at: DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap(),
+                latency: Duration::from_millis(12),
+            })),
+            cached: false,
+            waited: Duration::from_millis(12),
+        }
+    }
+
+    fn failed() -> Outcome {
+        Outcome::Done {
+            result: Err(SourceError::Timeout(Duration::from_secs(1))),
+            cached: false,
+            waited: Duration::from_millis(1000),
+        }
+    }
+
+    fn build(outcomes: &[(&SourceSpec, Outcome)]) -> Built {
+        let params = QueryParams::last_days(7, NaiveDate::from_ymd_opt(2026, 11, 25).unwrap());
+        Assembly {
+            params: &params,
+            policies: &Policies::new(),
+            top_clients: 20,
+            now: DateTime::<Utc>::from_timestamp(1_700_000_100, 0).unwrap(),
+        }
+        .build(outcomes)
+    }
+
+    fn json(bytes: &Bytes) -> serde_json::Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_complete_answer_is_cacheable_in_both_forms() {
+        let (a, b) = (spec("a"), spec("b"));
+        let Built::Complete(answer) = build(&[(&a, answered(3)), (&b, answered(4))]) else {
+            panic!("every source answered");
+        };
+        let (fresh, cached) = (json(&answer.fresh), json(&answer.cached));
+        assert_eq!(fresh["data"]["summary"]["total_users"], 7);
+        assert_eq!(
+            (
+                fresh["metadata"]["cached"].as_bool(),
+                cached["metadata"]["cached"].as_bool()
+            ),
+            (Some(false), Some(true))
+        );
+        assert_eq!(fresh["metadata"]["sources"], serde_json::json!(["a", "b"]));
+        assert_eq!(fresh["metadata"]["sourceDetails"][0]["latencyMs"], 12);
+    }
+
+    #[test]
+    fn a_partial_answer_is_sent_but_not_cached_and_names_the_failure() {
+        let (a, b) = (spec("a"), spec("b"));
+        let Built::Uncached(answer) = build(&[(&a, answered(3)), (&b, failed())]) else {
+            panic!("a source failed");
+        };
+        assert!(!answer.all_failed);
+        let body = json(&answer.body);
+        assert_eq!(body["data"]["summary"]["total_users"], 3);
+        let details = &body["metadata"]["sourceDetails"][1];
+        assert_eq!(
+            (
+                details["status"].as_str(),
+                details["error"]["code"].as_str()
+            ),
+            (Some("timeout"), Some("timeout"))
+        );
+        assert_eq!(body["metadata"]["sources"], serde_json::json!(["a"]));
+    }
+
+    #[test]
+    fn when_nothing_answered_the_body_still_has_each_error() {
+        let a = spec("a");
+        let Built::Uncached(answer) = build(&[(&a, failed())]) else {
+            panic!("nothing answered");
+        };
+        assert!(answer.all_failed);
+        let body = json(&answer.body);
+        assert_eq!(body["success"], false);
+        assert!(body.get("data").is_none());
+        assert_eq!(body["error"]["code"], "all_sources_failed");
+        assert_eq!(body["metadata"]["sourceDetails"][0]["status"], "timeout");
+    }
+
+    #[test]
+    fn a_skipped_source_neither_fails_nor_contributes() {
+        let (a, b) = (spec("a"), spec("b"));
+        let skipped = Outcome::Skipped("does not support filter client".into());
+        let Built::Complete(answer) = build(&[(&a, answered(3)), (&b, skipped)]) else {
+            panic!("a skip is not a failure");
+        };
+        let body = json(&answer.fresh);
+        let details = &body["metadata"]["sourceDetails"][1];
+        assert_eq!(
+            (
+                details["status"].as_str(),
+                details["error"]["code"].as_str()
+            ),
+            (Some("skipped"), Some("filter_not_supported"))
+        );
+        assert_eq!(body["metadata"]["sources"], serde_json::json!(["a"]));
+    }
+}

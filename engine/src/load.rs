@@ -1,0 +1,297 @@
+//! Loading a sources directory: each file is parsed as YAML, `${ENV}`-interpolated,
+//! checked against the JSON Schema, parsed into the raw shapes, validated (the common
+//! fields by [`config::common`], the kind's part by [`kinds::compile`]), and finally the
+//! checks that need every file run (unique ids, agreeing merge policies). Every error of
+//! every file is collected with its file, line and JSON pointer; a broken file never
+//! stops the good ones from loading.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::config::locate::locate;
+use crate::config::raw::SourceConfig;
+use crate::config::schema::schema_problems;
+use crate::config::{self, interpolate, ConfigError, MergePolicy, Problems};
+use crate::kinds::{self, KindContext, SourceSpec};
+use crate::merge::Policies;
+use crate::model::Dataset;
+use crate::secret::redact;
+
+/// Everything read from a sources directory.
+#[derive(Debug, Default)]
+pub struct LoadedSources {
+    /// Valid sources, sorted by id.
+    pub sources: Vec<SourceSpec>,
+    /// Files with errors, each with all of its errors.
+    pub broken: BTreeMap<PathBuf, Vec<ConfigError>>,
+    /// How each field combines across the valid sources (they agree, or the later file
+    /// is broken).
+    pub policies: Policies,
+}
+
+impl LoadedSources {
+    /// Every error of every file, in file order.
+    pub fn errors(&self) -> impl Iterator<Item = &ConfigError> {
+        self.broken.values().flatten()
+    }
+}
+
+/// Why the directory itself could not be read (file errors are collected, not returned).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read sources directory {}: {source}", dir.display())]
+pub struct DirectoryError {
+    dir: PathBuf,
+    source: std::io::Error,
+}
+
+/// Loads every `*.yaml`/`*.yml` file of `dir` with the process environment.
+pub fn load_dir(dir: &Path) -> Result<LoadedSources, DirectoryError> {
+    load_dir_with(dir, &|name| std::env::var(name).ok())
+}
+
+/// Loads every source file of `dir`, resolving `${VAR}` through `env`.
+pub fn load_dir_with(
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadedSources, DirectoryError> {
+    let read_error = |source| DirectoryError {
+        dir: dir.to_owned(),
+        source,
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_error)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.is_file()
+                && matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                )
+        })
+        .collect();
+    files.sort();
+    let texts = files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).map_err(|err| ConfigError {
+                file: file.clone(),
+                line: None,
+                path: String::new(),
+                message: format!("cannot read the file: {err}"),
+            });
+            (file, text)
+        })
+        .collect();
+    Ok(load_texts(texts, env))
+}
+
+/// Loads source files given as (path, text or read error), in that order; nothing is
+/// read from disk, so the same path gives the same answer as the text it came with.
+pub fn load_texts(
+    files: Vec<(PathBuf, Result<String, ConfigError>)>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> LoadedSources {
+    let mut loaded = LoadedSources::default();
+    let mut texts = BTreeMap::new();
+    for (file, text) in files {
+        let outcome = match &text {
+            Ok(text) => load_source(&file, text, env),
+            Err(err) => Err(vec![err.clone()]),
+        };
+        match outcome {
+            Ok(spec) => loaded.sources.push(spec),
+            Err(errors) => {
+                loaded.broken.insert(file.clone(), errors);
+            }
+        }
+        texts.insert(file, text.unwrap_or_default());
+    }
+    check_across_files(&mut loaded, &texts);
+    loaded.sources.sort_by(|a, b| a.id.cmp(&b.id));
+    loaded
+}
+
+/// Checks that need every file: unique ids and agreeing merge policies. The later file
+/// (in file name order) is the one reported, naming the earlier one. What the kept
+/// sources say about merging becomes `loaded.policies`.
+fn check_across_files(loaded: &mut LoadedSources, texts: &BTreeMap<PathBuf, String>) {
+    let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut policies: BTreeMap<(Dataset, String), (MergePolicy, PathBuf)> = BTreeMap::new();
+    let mut kept = Vec::new();
+    for spec in std::mem::take(&mut loaded.sources) {
+        let text = texts.get(&spec.file).map_or("", String::as_str);
+        let error = |path: String, message: String| ConfigError {
+            file: spec.file.clone(),
+            line: locate(text, &path),
+            path,
+            message,
+        };
+        let mut errors = Vec::new();
+        if let Some(first) = ids.get(&spec.id) {
+            errors.push(error(
+                "/id".to_owned(),
+                format!(
+                    "id `{}` is already used by {}: every source needs its own id",
+                    spec.id,
+                    first.display()
+                ),
+            ));
+        }
+        for (dataset, field, policy) in spec.merge_policies() {
+            let Some((other, file)) = policies.get(&(dataset, field.to_owned())) else {
+                continue;
+            };
+            if *other != policy {
+                errors.push(error(
+                    format!("/merge/{dataset}/{field}"),
+                    format!(
+                        "merge policy {policy} disagrees with {other} in {}: sources must agree on how {dataset}.{field} combines",
+                        file.display()
+                    ),
+                ));
+            }
+        }
+        if !errors.is_empty() {
+            loaded.broken.insert(spec.file.clone(), errors);
+            continue;
+        }
+        ids.insert(spec.id.clone(), spec.file.clone());
+        for (dataset, field, policy) in spec.merge_policies() {
+            policies
+                .entry((dataset, field.to_owned()))
+                .or_insert((policy, spec.file.clone()));
+        }
+        kept.push(spec);
+    }
+    loaded.sources = kept;
+    loaded.policies = policies
+        .into_iter()
+        .map(|(key, (policy, _))| (key, policy))
+        .collect();
+}
+
+/// Loads one source file from its text: parse, interpolate, schema, typed parse, validate.
+pub fn load_source(
+    file: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<SourceSpec, Vec<ConfigError>> {
+    let finish = |problems: Vec<(String, String)>, secrets: &[String]| -> Vec<ConfigError> {
+        problems
+            .into_iter()
+            .map(|(path, message)| ConfigError {
+                file: file.to_owned(),
+                line: locate(text, &path),
+                message: redact(&message, secrets),
+                path,
+            })
+            .collect()
+    };
+    let mut document = parse_yaml(file, text).map_err(|problem| match problem {
+        Err(errors) => errors,
+        Ok(problem) => finish(vec![problem], &[]),
+    })?;
+    let secrets = interpolate::interpolate_document(&mut document, env).map_err(|errors| {
+        let problems = errors.into_iter().map(|(p, e)| (p, e.to_string()));
+        finish(problems.collect(), &[])
+    })?;
+    let mut problems = schema_problems(&document);
+    if problems.is_empty() {
+        return typed_problems(file, &document, secrets).map_err(|problems| finish(problems, &[]));
+    }
+    // Report the semantic problems too (a template error beside a typo), except where
+    // they only restate a schema error in other words.
+    if let Err(typed) = typed_problems(file, &document, secrets.clone()) {
+        let covered: Vec<String> = problems.iter().map(|(path, _)| path.clone()).collect();
+        problems.extend(typed.into_iter().filter(|(path, _)| {
+            !covered
+                .iter()
+                .any(|c| path.starts_with(c.as_str()) || c.starts_with(path.as_str()))
+        }));
+    }
+    Err(finish(problems, &secrets))
+}
+
+/// The YAML document as JSON, which must be a mapping. `Err(Ok(problem))` is a problem
+/// at a pointer; `Err(Err(errors))` a YAML syntax error, which carries its own line.
+fn parse_yaml(
+    file: &Path,
+    text: &str,
+) -> Result<Value, Result<(String, String), Vec<ConfigError>>> {
+    match serde_yaml::from_str(text) {
+        Ok(Value::Object(map)) => Ok(Value::Object(map)),
+        Ok(_) => Err(Ok((
+            String::new(),
+            "a source file must be a YAML mapping with id, name, kind, ...".into(),
+        ))),
+        Err(err) => Err(Err(vec![ConfigError {
+            file: file.to_owned(),
+            line: err.location().map(|l| l.line()),
+            path: String::new(),
+            message: format!("not valid YAML: {err}"),
+        }])),
+    }
+}
+
+/// Typed parsing and validation of an interpolated document, independent of the schema
+/// (the tests hold the two in agreement). Messages are already redacted.
+fn typed_problems(
+    file: &Path,
+    document: &Value,
+    secrets: Vec<String>,
+) -> Result<SourceSpec, Vec<(String, String)>> {
+    let mut problems = Problems::new();
+    let secrets = Arc::new(secrets);
+    let spec = problems
+        .parse::<SourceConfig>("", document)
+        .and_then(|config| validate(file, config, secrets.clone(), &mut problems));
+    match spec {
+        Some(spec) if problems.is_empty() => Ok(spec),
+        _ => Err(problems
+            .into_list()
+            .into_iter()
+            .map(|(path, message)| (path, redact(&message, &secrets)))
+            .collect()),
+    }
+}
+
+/// The common fields, then the kind's part, then what depends on the kind's datasets.
+fn validate(
+    file: &Path,
+    mut config: SourceConfig,
+    secrets: Arc<Vec<String>>,
+    problems: &mut Problems,
+) -> Option<SourceSpec> {
+    let common = config::common::compile(&mut config, problems);
+    let context = KindContext {
+        connection: config.connection.as_ref(),
+        queries: &config.queries,
+        identifiers: &common.identifiers,
+        filters: &common.filters,
+        enabled: common.enabled,
+    };
+    let kind = kinds::compile(&config.kind, &context, problems)?;
+    let mappings = config::common::mappings(config.mappings, kind.datasets(), problems);
+    let merge = config::common::merge(config.merge, problems);
+    Some(SourceSpec {
+        id: common.id,
+        name: common.name,
+        badge: common.badge,
+        description: common.description,
+        enabled: common.enabled,
+        file: file.to_owned(),
+        cache_ttl: common.cache_ttl,
+        timeout: common.timeout,
+        filters: common.filters,
+        mappings,
+        merge,
+        kind,
+        secrets,
+    })
+}
+
+#[cfg(test)]
+mod tests;
