@@ -1,6 +1,6 @@
 //! The plugin's `config:` entries from YAML, checked once at `initialize`.
 
-use crate::{ConfigEntry, SourceError};
+use guest_support::{ConfigEntry, SourceError};
 
 /// HubSpot's API host.
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";

@@ -1,6 +1,6 @@
 //! The plugin's `config:` entries from YAML, checked once at `initialize`.
 
-use crate::{ConfigEntry, SourceError};
+use guest_support::{ConfigEntry, SourceError};
 
 /// The API version used when the YAML does not name one.
 pub const DEFAULT_API_VERSION: &str = "62.0";
