@@ -7,6 +7,7 @@
 //!   plugin logic is unit-tested natively with `cargo test`.
 //! - [`config`]: reading the `config:` entries against the keys a plugin knows, collecting
 //!   every problem (unknown or repeated keys, missing values, malformed URLs) at once.
+//! - [`window`]: the request's `start-date`..`end-date` as [`guest_dates::Date`]s.
 //! - [`plugin`]: the [`DataSource`] trait a plugin implements, the per-instance state
 //!   ([`Instance`]) and [`export_plugin!`], which turns the two into the world's exports.
 //!
@@ -16,6 +17,7 @@
 pub mod config;
 pub mod host;
 pub mod plugin;
+pub mod window;
 
 /// The `data-source` world's bindings.
 ///
@@ -37,3 +39,4 @@ pub use bindings::{ConfigEntry, Metrics, QueryParams, SourceError};
 pub use config::Config;
 pub use host::{header, Host, WasmHost};
 pub use plugin::{DataSource, Instance};
+pub use window::window_dates;

@@ -22,7 +22,6 @@ use guest_support::log::Level;
 use guest_support::{ConfigEntry, DataSource, Host, Metrics, QueryParams, SourceError};
 
 use crate::api::{Client, Filter, Search};
-use crate::dates::Date;
 use crate::settings::Settings;
 
 /// One initialized source.
@@ -101,19 +100,8 @@ fn top_companies() -> Search {
 }
 
 /// The inclusive window as `[start midnight, day after end midnight)` in epoch milliseconds.
-/// The hub sends validated dates; anything else is a bug on one side of the contract.
 fn window_millis(params: &QueryParams) -> Result<(i64, i64), SourceError> {
-    let parse = |text: &str| {
-        Date::parse(text).ok_or_else(|| {
-            SourceError::Internal(format!("the hub sent an unreadable date `{text}`"))
-        })
-    };
-    let (start, end) = (parse(&params.start_date)?, parse(&params.end_date)?);
-    if start > end {
-        return Err(SourceError::Internal(format!(
-            "the window {start}..{end} ends before it starts"
-        )));
-    }
+    let (start, end) = guest_support::window_dates(params)?;
     Ok((start.midnight_millis(), end.next().midnight_millis()))
 }
 

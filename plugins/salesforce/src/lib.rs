@@ -23,7 +23,6 @@ use guest_support::log::Level;
 use guest_support::{ConfigEntry, DataSource, Host, Metrics, QueryParams, SourceError};
 
 use crate::api::Client;
-use crate::dates::Date;
 use crate::settings::Settings;
 use crate::soql::{Queries, Window};
 
@@ -61,8 +60,8 @@ impl DataSource for Plugin {
         host: &mut dyn Host,
         params: &QueryParams,
     ) -> Result<Metrics, SourceError> {
-        let window = window(params)?;
-        let queries = Queries::for_window(&window);
+        let (start, end) = guest_support::window_dates(params)?;
+        let queries = Queries::for_window(&Window { start, end });
         let mut run = |soql: &str| self.client.query(host, soql);
         let answers = metrics::Answers {
             new_contacts: run(&queries.new_contacts)?,
@@ -83,22 +82,6 @@ impl DataSource for Plugin {
     fn cleanup(&mut self) {
         self.client.forget_session();
     }
-}
-
-/// The hub sends validated dates; anything else is a bug on one side of the contract.
-fn window(params: &QueryParams) -> Result<Window, SourceError> {
-    let parse = |text: &str| {
-        Date::parse(text).ok_or_else(|| {
-            SourceError::Internal(format!("the hub sent an unreadable date `{text}`"))
-        })
-    };
-    let (start, end) = (parse(&params.start_date)?, parse(&params.end_date)?);
-    if start > end {
-        return Err(SourceError::Internal(format!(
-            "the window {start}..{end} ends before it starts"
-        )));
-    }
-    Ok(Window { start, end })
 }
 
 guest_support::export_plugin!(Plugin);
