@@ -37,8 +37,8 @@ impl<S: DataSource> Instance<S> {
         Instance(RefCell::new(None))
     }
 
-    /// Builds the state from `config`. A failed initialization keeps what was there, as the
-    /// hub discards such an instance anyway.
+    /// Builds the state from `config`, replacing any earlier one. On error the instance
+    /// keeps the state it had, as the plugins did before this crate existed.
     pub fn initialize(
         &self,
         host: &mut dyn Host,
@@ -128,7 +128,9 @@ macro_rules! export_plugin {
                 }
             }
 
-    $crate::bindings::export!(Component with_types_in $crate::bindings);
+            // Braces, because rustfmt tries to format a parenthesized call, cannot parse
+            // `with_types_in` and then mangles the indentation around it.
+            $crate::bindings::export! { Component with_types_in $crate::bindings }
         };
     };
 }
