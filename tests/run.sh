@@ -34,8 +34,8 @@ plugins/build.sh
 
 step "plugin logic (native unit tests, format, lint)"
 (cd plugins && cargo fmt --all -- --check \
-  && cargo clippy -p salesforce -p hubspot -p guest-dates --all-targets --locked -- -D warnings \
-  && cargo test -p salesforce -p hubspot -p guest-dates --locked)
+  && cargo clippy -p salesforce -p hubspot -p guest-dates -p guest-support --all-targets --locked -- -D warnings \
+  && cargo test -p salesforce -p hubspot -p guest-dates -p guest-support --locked)
 
 step "tests"
 cargo test --workspace --locked

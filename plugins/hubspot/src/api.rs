@@ -10,14 +10,13 @@
 
 use std::collections::HashSet;
 
+use guest_support::http::{Header, HttpError, Request, Response};
+use guest_support::log::Level;
+use guest_support::{header, Host, SourceError};
 use serde_json::{json, Map, Value};
 
 use crate::dates::parse_timestamp_millis;
-use crate::host::{header, Host};
-use crate::metrics_hub::source::http::{Header, HttpError, Request, Response};
-use crate::metrics_hub::source::log::Level;
 use crate::settings::Settings;
-use crate::SourceError;
 
 /// The most results one search can return, whatever its paging says.
 pub const RESULT_CAP: usize = 10_000;
@@ -351,9 +350,9 @@ fn clip(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use guest_support::host::testing::{body_text, json, FakeHost};
+
     use super::*;
-    use crate::host::testing::{body_text, json, FakeHost};
-    use crate::metrics_hub::source::http::Header;
 
     fn client(page_size: u32) -> Client {
         Client::new(Settings {

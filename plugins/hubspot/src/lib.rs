@@ -7,32 +7,22 @@
 //!   Retry-After included, as `source-error`.
 //! - [`metrics`]: records -> the unified model (contacts -> users, deals -> events,
 //!   companies -> clients).
-//! - [`host`]: the imports as a trait, so everything above is unit-tested natively with
-//!   `cargo test`; only this file touches the generated import functions.
 //!
-//! All HTTP goes through the host's `http.send`, which enforces the source's `allowed_hosts`.
+//! The imports, the export glue and config reading come from `guest-support`; everything
+//! here takes the host as a [`guest_support::Host`], so it is unit-tested natively with
+//! `cargo test`. All HTTP goes through the host's `http.send`, which enforces the source's
+//! `allowed_hosts`.
 
 pub mod api;
 pub mod dates;
-pub mod host;
 pub mod metrics;
 pub mod settings;
 
-use std::cell::RefCell;
+use guest_support::log::Level;
+use guest_support::{ConfigEntry, DataSource, Host, Metrics, QueryParams, SourceError};
 
 use crate::api::{Client, Filter, Search};
-use crate::dates::Date;
-use crate::host::Host;
-use crate::metrics_hub::source::http::{HttpError, Request, Response};
-use crate::metrics_hub::source::log::Level;
-use crate::metrics_hub::source::{clock, http, log};
 use crate::settings::Settings;
-
-wit_bindgen::generate!({
-    world: "data-source",
-    path: "../../wit",
-    additional_derives: [PartialEq],
-});
 
 /// One initialized source.
 pub struct Plugin {
@@ -40,14 +30,30 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// A source ready to search with the settings' token.
     pub fn new(settings: Settings) -> Plugin {
         Plugin {
             client: Client::new(settings),
         }
     }
+}
+
+impl DataSource for Plugin {
+    fn initialize(host: &mut dyn Host, config: &[ConfigEntry]) -> Result<Plugin, SourceError> {
+        let settings = Settings::from_entries(config)?;
+        host.log(
+            Level::Info,
+            "HubSpot plugin initialized",
+            &[
+                ("base_url".into(), settings.base_url.clone()),
+                ("page_size".into(), settings.page_size.to_string()),
+            ],
+        );
+        Ok(Plugin::new(settings))
+    }
 
     /// Reads the window's contacts and deals and the top companies, and maps them.
-    pub fn fetch_metrics(
+    fn fetch_metrics(
         &mut self,
         host: &mut dyn Host,
         params: &QueryParams,
@@ -66,7 +72,7 @@ impl Plugin {
     }
 
     /// One minimal search: proves the token works and the API answers.
-    pub fn health_check(&mut self, host: &mut dyn Host) -> Result<(), SourceError> {
+    fn health_check(&mut self, host: &mut dyn Host) -> Result<(), SourceError> {
         let search = Search {
             object: "contacts",
             filters: vec![],
@@ -75,6 +81,8 @@ impl Plugin {
         };
         self.client.search_page(host, &search, 1, None).map(|_| ())
     }
+
+    // No `cleanup`: the default drops the state, and with it the settings and the token.
 }
 
 /// Companies with at least one deal, most deals first; its `total` counts them all.
@@ -92,92 +100,19 @@ fn top_companies() -> Search {
 }
 
 /// The inclusive window as `[start midnight, day after end midnight)` in epoch milliseconds.
-/// The hub sends validated dates; anything else is a bug on one side of the contract.
 fn window_millis(params: &QueryParams) -> Result<(i64, i64), SourceError> {
-    let parse = |text: &str| {
-        Date::parse(text).ok_or_else(|| {
-            SourceError::Internal(format!("the hub sent an unreadable date `{text}`"))
-        })
-    };
-    let (start, end) = (parse(&params.start_date)?, parse(&params.end_date)?);
-    if start > end {
-        return Err(SourceError::Internal(format!(
-            "the window {start}..{end} ends before it starts"
-        )));
-    }
+    let (start, end) = guest_support::window_dates(params)?;
     Ok((start.midnight_millis(), end.next().midnight_millis()))
 }
 
-/// The real imports.
-struct WasmHost;
-
-impl Host for WasmHost {
-    fn send(&mut self, request: &Request) -> Result<Response, HttpError> {
-        http::send(request)
-    }
-
-    fn log(&mut self, level: Level, message: &str, fields: &[(String, String)]) {
-        log::log(level, message, fields)
-    }
-
-    fn monotonic_now(&mut self) -> u64 {
-        clock::monotonic_now()
-    }
-}
-
-thread_local! {
-    /// The source's state between calls; the hub never shares an instance across sources.
-    static PLUGIN: RefCell<Option<Plugin>> = const { RefCell::new(None) };
-}
-
-fn with_plugin<T>(
-    call: impl FnOnce(&mut Plugin) -> Result<T, SourceError>,
-) -> Result<T, SourceError> {
-    PLUGIN.with_borrow_mut(|plugin| match plugin {
-        Some(plugin) => call(plugin),
-        None => Err(SourceError::Internal("called before initialize".into())),
-    })
-}
-
-struct Component;
-
-impl Guest for Component {
-    fn initialize(config: Vec<ConfigEntry>) -> Result<(), SourceError> {
-        let settings = Settings::from_entries(&config)?;
-        log::log(
-            Level::Info,
-            "HubSpot plugin initialized",
-            &[
-                ("base_url".into(), settings.base_url.clone()),
-                ("page_size".into(), settings.page_size.to_string()),
-            ],
-        );
-        PLUGIN.set(Some(Plugin::new(settings)));
-        Ok(())
-    }
-
-    fn fetch_metrics(params: QueryParams) -> Result<Metrics, SourceError> {
-        with_plugin(|plugin| plugin.fetch_metrics(&mut WasmHost, &params))
-    }
-
-    fn health_check() -> Result<(), SourceError> {
-        with_plugin(|plugin| plugin.health_check(&mut WasmHost))
-    }
-
-    /// Drops the settings, token included.
-    fn cleanup() {
-        PLUGIN.set(None);
-    }
-}
-
-export!(Component);
+guest_support::export_plugin!(Plugin);
 
 #[cfg(test)]
 mod tests {
+    use guest_support::host::testing::{body_text, json, FakeHost};
     use serde_json::{json, Value};
 
     use super::*;
-    use crate::host::testing::{body_text, json, FakeHost};
 
     fn params(start: &str, end: &str) -> QueryParams {
         QueryParams {

@@ -14,12 +14,11 @@
 
 use std::collections::BTreeMap;
 
+use guest_support::types::{ClientMetric, DailyMetric, ExtraField, FieldValue, Summary};
+use guest_support::{Metrics, SourceError};
+
 use crate::api::{upstream, Record, SearchPage};
 use crate::dates::{parse_timestamp_millis, Date};
-use crate::metrics_hub::source::types::{
-    ClientMetric, DailyMetric, ExtraField, FieldValue, Summary,
-};
-use crate::{Metrics, SourceError};
 
 /// How many companies the clients dataset lists, as the SQL sources do.
 pub const TOP_CLIENTS: usize = 20;

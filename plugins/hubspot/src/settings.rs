@@ -1,6 +1,6 @@
 //! The plugin's `config:` entries from YAML, checked once at `initialize`.
 
-use crate::{ConfigEntry, SourceError};
+use guest_support::{Config, ConfigEntry, SourceError};
 
 /// HubSpot's API host.
 pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
@@ -37,61 +37,34 @@ impl Settings {
     /// Reads the entries, reporting every problem at once (unknown keys included, so a
     /// typo is not silently ignored). Messages name keys, never the token.
     pub fn from_entries(entries: &[ConfigEntry]) -> Result<Settings, SourceError> {
-        let mut problems = Vec::new();
-        let mut get = |key: &str| -> Option<String> {
-            let mut values = entries
-                .iter()
-                .filter(|e| e.key == key)
-                .map(|e| e.value.trim());
-            let value = values.next();
-            if values.next().is_some() {
-                problems.push(format!("`{key}` is given more than once"));
-            }
-            value.filter(|v| !v.is_empty()).map(str::to_owned)
-        };
-        let access_token = get("access_token");
-        let base_url = get("base_url");
-        let page_size = get("page_size");
-        for entry in entries {
-            if !KEYS.contains(&entry.key.as_str()) {
-                problems.push(format!(
-                    "unknown key `{}` (expected one of {})",
-                    entry.key,
-                    KEYS.join(", ")
-                ));
-            }
-        }
-
+        let mut config = Config::read(entries, &KEYS);
+        let access_token = config.optional("access_token");
         if access_token.is_none() {
-            problems.push("`access_token` (a private app token) is required".into());
+            config.problem("`access_token` (a private app token) is required");
         }
-        let base_url = base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
-        if !(base_url.starts_with("https://") || base_url.starts_with("http://")) {
-            problems.push(format!(
-                "`base_url` must be an http(s) URL such as {DEFAULT_BASE_URL}"
-            ));
-        }
-        let page_size = match page_size {
+        let base_url = config
+            .optional("base_url")
+            .unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let base_url = config.http_url("base_url", base_url, DEFAULT_BASE_URL);
+        let page_size = match config.optional("page_size") {
             None => DEFAULT_PAGE_SIZE,
             Some(text) => match text.parse::<u32>() {
                 Ok(size @ 1..=200) => size,
                 _ => {
-                    problems.push(format!(
+                    config.problem(format!(
                         "`page_size` must be a whole number from 1 to 200, not `{text}`"
                     ));
                     DEFAULT_PAGE_SIZE
                 }
             },
         };
-
-        match access_token {
-            Some(access_token) if problems.is_empty() => Ok(Settings {
-                access_token,
-                base_url: base_url.trim_end_matches('/').to_owned(),
+        config.finish(|| {
+            Some(Settings {
+                access_token: access_token?,
+                base_url: base_url?,
                 page_size,
-            }),
-            _ => Err(SourceError::InvalidConfig(problems.join("; "))),
-        }
+            })
+        })
     }
 }
 

@@ -3,14 +3,13 @@
 //! followed through `nextRecordsUrl` until `done`, and Salesforce's error arrays turned
 //! into the world's `source-error`.
 
+use guest_support::http::{Header, HttpError, Request, Response};
+use guest_support::log::Level;
+use guest_support::{header, Host, SourceError};
 use serde_json::Value;
 
-use crate::host::{header, Host};
-use crate::metrics_hub::source::http::{Header, HttpError, Request, Response};
-use crate::metrics_hub::source::log::Level;
 use crate::settings::Settings;
 use crate::soql::percent_encode;
-use crate::SourceError;
 
 /// A guard against a server that never says `done`; the host's per-call request cap
 /// usually stops such a loop first. 500 pages of 2,000 records is a million records.
@@ -370,8 +369,9 @@ mod tests {
     use std::cell::RefCell;
     use std::rc::Rc;
 
+    use guest_support::host::testing::{body_text, json, FakeHost};
+
     use super::*;
-    use crate::host::testing::{body_text, json, FakeHost};
     use crate::settings::Settings;
 
     fn settings() -> Settings {

@@ -7,34 +7,24 @@
 //! - [`soql`]: the queries, built from the request window.
 //! - [`metrics`]: answers -> the unified model (contacts -> users, opportunities -> events,
 //!   accounts -> clients).
-//! - [`host`]: the imports as a trait, so everything above is unit-tested natively with
-//!   `cargo test`; only this file touches the generated import functions.
 //!
-//! All HTTP goes through the host's `http.send`, which enforces the source's `allowed_hosts`.
+//! The imports, the export glue and config reading come from `guest-support`; everything
+//! here takes the host as a [`guest_support::Host`], so it is unit-tested natively with
+//! `cargo test`. All HTTP goes through the host's `http.send`, which enforces the source's
+//! `allowed_hosts`.
 
 pub mod api;
 pub mod dates;
-pub mod host;
 pub mod metrics;
 pub mod settings;
 pub mod soql;
 
-use std::cell::RefCell;
+use guest_support::log::Level;
+use guest_support::{ConfigEntry, DataSource, Host, Metrics, QueryParams, SourceError};
 
 use crate::api::Client;
-use crate::dates::Date;
-use crate::host::Host;
-use crate::metrics_hub::source::http::{HttpError, Request, Response};
-use crate::metrics_hub::source::log::Level;
-use crate::metrics_hub::source::{clock, http, log};
 use crate::settings::Settings;
 use crate::soql::{Queries, Window};
-
-wit_bindgen::generate!({
-    world: "data-source",
-    path: "../../wit",
-    additional_derives: [PartialEq],
-});
 
 /// One initialized source: its API client and the token it holds.
 pub struct Plugin {
@@ -42,20 +32,36 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// A source that has not authenticated yet: the first query fetches a token.
     pub fn new(settings: Settings) -> Plugin {
         Plugin {
             client: Client::new(settings),
         }
     }
+}
+
+impl DataSource for Plugin {
+    fn initialize(host: &mut dyn Host, config: &[ConfigEntry]) -> Result<Plugin, SourceError> {
+        let settings = Settings::from_entries(config)?;
+        host.log(
+            Level::Info,
+            "Salesforce plugin initialized",
+            &[
+                ("instance_url".into(), settings.instance_url.clone()),
+                ("api_version".into(), settings.api_version.clone()),
+            ],
+        );
+        Ok(Plugin::new(settings))
+    }
 
     /// Runs every query for the window and maps the answers.
-    pub fn fetch_metrics(
+    fn fetch_metrics(
         &mut self,
         host: &mut dyn Host,
         params: &QueryParams,
     ) -> Result<Metrics, SourceError> {
-        let window = window(params)?;
-        let queries = Queries::for_window(&window);
+        let (start, end) = guest_support::window_dates(params)?;
+        let queries = Queries::for_window(&Window { start, end });
         let mut run = |soql: &str| self.client.query(host, soql);
         let answers = metrics::Answers {
             new_contacts: run(&queries.new_contacts)?,
@@ -69,103 +75,22 @@ impl Plugin {
         metrics::metrics(&answers)
     }
 
-    pub fn health_check(&mut self, host: &mut dyn Host) -> Result<(), SourceError> {
+    fn health_check(&mut self, host: &mut dyn Host) -> Result<(), SourceError> {
         self.client.check_limits(host)
     }
 
-    pub fn cleanup(&mut self) {
+    fn cleanup(&mut self) {
         self.client.forget_session();
     }
 }
 
-/// The hub sends validated dates; anything else is a bug on one side of the contract.
-fn window(params: &QueryParams) -> Result<Window, SourceError> {
-    let parse = |text: &str| {
-        Date::parse(text).ok_or_else(|| {
-            SourceError::Internal(format!("the hub sent an unreadable date `{text}`"))
-        })
-    };
-    let (start, end) = (parse(&params.start_date)?, parse(&params.end_date)?);
-    if start > end {
-        return Err(SourceError::Internal(format!(
-            "the window {start}..{end} ends before it starts"
-        )));
-    }
-    Ok(Window { start, end })
-}
-
-/// The real imports.
-struct WasmHost;
-
-impl Host for WasmHost {
-    fn send(&mut self, request: &Request) -> Result<Response, HttpError> {
-        http::send(request)
-    }
-
-    fn log(&mut self, level: Level, message: &str, fields: &[(String, String)]) {
-        log::log(level, message, fields)
-    }
-
-    fn monotonic_now(&mut self) -> u64 {
-        clock::monotonic_now()
-    }
-}
-
-thread_local! {
-    /// The source's state between calls; the hub never shares an instance across sources.
-    static PLUGIN: RefCell<Option<Plugin>> = const { RefCell::new(None) };
-}
-
-fn with_plugin<T>(
-    call: impl FnOnce(&mut Plugin) -> Result<T, SourceError>,
-) -> Result<T, SourceError> {
-    PLUGIN.with_borrow_mut(|plugin| match plugin {
-        Some(plugin) => call(plugin),
-        None => Err(SourceError::Internal("called before initialize".into())),
-    })
-}
-
-struct Component;
-
-impl Guest for Component {
-    fn initialize(config: Vec<ConfigEntry>) -> Result<(), SourceError> {
-        let settings = Settings::from_entries(&config)?;
-        log::log(
-            Level::Info,
-            "Salesforce plugin initialized",
-            &[
-                ("instance_url".into(), settings.instance_url.clone()),
-                ("api_version".into(), settings.api_version.clone()),
-            ],
-        );
-        PLUGIN.set(Some(Plugin::new(settings)));
-        Ok(())
-    }
-
-    fn fetch_metrics(params: QueryParams) -> Result<Metrics, SourceError> {
-        with_plugin(|plugin| plugin.fetch_metrics(&mut WasmHost, &params))
-    }
-
-    fn health_check() -> Result<(), SourceError> {
-        with_plugin(|plugin| plugin.health_check(&mut WasmHost))
-    }
-
-    fn cleanup() {
-        PLUGIN.with_borrow_mut(|plugin| {
-            if let Some(plugin) = plugin {
-                plugin.cleanup();
-            }
-            *plugin = None;
-        });
-    }
-}
-
-export!(Component);
+guest_support::export_plugin!(Plugin);
 
 #[cfg(test)]
 mod tests {
+    use guest_support::host::testing::{json, FakeHost};
+
     use super::*;
-    use crate::host::testing::{json, FakeHost};
 
     fn params(start: &str, end: &str) -> QueryParams {
         QueryParams {

@@ -12,14 +12,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use guest_support::types::{ClientMetric, DailyMetric, ExtraField, FieldValue, Summary};
+use guest_support::{Metrics, SourceError};
 use serde_json::Value;
 
 use crate::api::{upstream, QueryResult};
 use crate::dates::Date;
-use crate::metrics_hub::source::types::{
-    ClientMetric, DailyMetric, ExtraField, FieldValue, Summary,
-};
-use crate::{Metrics, SourceError};
 
 /// How many accounts the clients dataset lists, as the SQL sources do.
 pub const TOP_CLIENTS: usize = 20;

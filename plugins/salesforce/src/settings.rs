@@ -1,6 +1,6 @@
 //! The plugin's `config:` entries from YAML, checked once at `initialize`.
 
-use crate::{ConfigEntry, SourceError};
+use guest_support::{Config, ConfigEntry, SourceError};
 
 /// The API version used when the YAML does not name one.
 pub const DEFAULT_API_VERSION: &str = "62.0";
@@ -34,76 +34,32 @@ impl Settings {
     /// Reads the entries, reporting every problem at once (unknown keys included, so a
     /// typo is not silently ignored). Messages name keys, never secret values.
     pub fn from_entries(entries: &[ConfigEntry]) -> Result<Settings, SourceError> {
-        let mut problems = Vec::new();
-        let mut get = |key: &str| -> Option<String> {
-            let mut values = entries
-                .iter()
-                .filter(|e| e.key == key)
-                .map(|e| e.value.trim());
-            let value = values.next();
-            if values.next().is_some() {
-                problems.push(format!("`{key}` is given more than once"));
-            }
-            value.filter(|v| !v.is_empty()).map(str::to_owned)
-        };
-        let instance_url = get("instance_url");
-        let api_version = get("api_version");
-        let client_id = get("client_id");
-        let client_secret = get("client_secret");
-        for entry in entries {
-            if !KEYS.contains(&entry.key.as_str()) {
-                problems.push(format!(
-                    "unknown key `{}` (expected one of {})",
-                    entry.key,
-                    KEYS.join(", ")
-                ));
-            }
-        }
-
-        let instance_url = match instance_url {
-            Some(url) if url.starts_with("https://") || url.starts_with("http://") => {
-                Some(url.trim_end_matches('/').to_owned())
-            }
-            Some(_) => {
-                problems.push(
-                    "`instance_url` must be an http(s) URL such as https://NAME.my.salesforce.com"
-                        .into(),
-                );
-                None
-            }
-            None => {
-                problems.push("`instance_url` is required".into());
-                None
-            }
-        };
-        let api_version = api_version.unwrap_or_else(|| DEFAULT_API_VERSION.to_owned());
+        let mut config = Config::read(entries, &KEYS);
+        let instance_url = config
+            .required("instance_url")
+            .and_then(|url| config.http_url("instance_url", url, "https://NAME.my.salesforce.com"));
+        let api_version = config
+            .optional("api_version")
+            .unwrap_or_else(|| DEFAULT_API_VERSION.to_owned());
         let api_version = api_version
             .strip_prefix('v')
             .unwrap_or(&api_version)
             .to_owned();
         if !is_api_version(&api_version) {
-            problems.push(format!(
+            config.problem(format!(
                 "`api_version` must look like {DEFAULT_API_VERSION}, not `{api_version}`"
             ));
         }
-        if client_id.is_none() {
-            problems.push("`client_id` is required".into());
-        }
-        if client_secret.is_none() {
-            problems.push("`client_secret` is required".into());
-        }
-
-        match (instance_url, client_id, client_secret) {
-            (Some(instance_url), Some(client_id), Some(client_secret)) if problems.is_empty() => {
-                Ok(Settings {
-                    instance_url,
-                    api_version,
-                    client_id,
-                    client_secret,
-                })
-            }
-            _ => Err(SourceError::InvalidConfig(problems.join("; "))),
-        }
+        let client_id = config.required("client_id");
+        let client_secret = config.required("client_secret");
+        config.finish(|| {
+            Some(Settings {
+                instance_url: instance_url?,
+                api_version,
+                client_id: client_id?,
+                client_secret: client_secret?,
+            })
+        })
     }
 }
 
