@@ -18,16 +18,70 @@ window.MetricsHub = (() => {
     return node;
   }
 
+  /** Where the API token lives: this tab's session only (never the URL, never a cookie). */
+  const TOKEN_KEY = "metrics-hub-token";
+
+  function storedToken() {
+    try {
+      return sessionStorage.getItem(TOKEN_KEY);
+    } catch (err) {
+      return null;
+    }
+  }
+
+  /** One token prompt at a time: concurrent refusals wait for the same answer. */
+  let pendingPrompt = null;
+
+  /** Asks for a token in a modal dialog (ids in docs/pages.md); resolves with the token,
+   *  or null when the person cancels. `reason` is the API's message. */
+  function askForToken(reason) {
+    if (pendingPrompt) return pendingPrompt;
+    pendingPrompt = new Promise((resolve) => {
+      const input = el("input", { id: "token-input", type: "password", name: "token", autocomplete: "off", required: true, spellcheck: "false" });
+      const form = el("form", { method: "dialog", id: "token-form" },
+        el("h2", {}, "API token needed"),
+        el("p", { id: "token-reason" }, reason || "This hub needs an API token."),
+        el("label", { for: "token-input" }, "API token"),
+        input,
+        el("div", { class: "token-actions" },
+          el("button", { type: "submit", id: "token-submit", value: "use" }, "Use token"),
+          el("button", { type: "button", id: "token-cancel" }, "Cancel")));
+      const dialog = el("dialog", { id: "token-dialog", "aria-labelledby": "token-reason" }, form);
+      document.body.append(dialog);
+      const finish = (token) => {
+        dialog.close();
+        dialog.remove();
+        pendingPrompt = null;
+        resolve(token);
+      };
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const token = input.value.trim();
+        if (!token) return;
+        try {
+          sessionStorage.setItem(TOKEN_KEY, token);
+        } catch (err) {
+          // Without storage the token still serves this page load.
+        }
+        finish(token);
+      });
+      dialog.querySelector("#token-cancel").addEventListener("click", () => finish(null));
+      dialog.addEventListener("cancel", () => finish(null));
+      dialog.showModal();
+      input.focus();
+    });
+    return pendingPrompt;
+  }
+
   /** Fetches JSON from the hub: `{ok, status, body}`; `body` is null when the hub could not be
-   *  reached or did not answer JSON. */
-  async function requestJson(path, options = {}) {
+   *  reached or did not answer JSON. When the API asks for a token (401, or 403 for a token
+   *  without the scope) the person is asked for one and the request is sent again. */
+  async function requestJson(path, options = {}, token = storedToken()) {
+    const headers = { Accept: "application/json", ...(options.headers || {}) };
+    if (token) headers.Authorization = `Bearer ${token}`;
     let response;
     try {
-      response = await fetch(path, {
-        cache: "no-store",
-        headers: { Accept: "application/json" },
-        ...options,
-      });
+      response = await fetch(path, { cache: "no-store", ...options, headers });
     } catch (err) {
       return { ok: false, status: 0, body: null, failure: "The hub could not be reached." };
     }
@@ -36,6 +90,10 @@ window.MetricsHub = (() => {
       body = await response.json();
     } catch (err) {
       return { ok: false, status: response.status, body: null, failure: `The hub answered ${response.status} without JSON.` };
+    }
+    if (response.status === 401 || response.status === 403) {
+      const next = await askForToken(body && body.error && body.error.message);
+      if (next) return requestJson(path, options, next);
     }
     return { ok: response.ok && body && body.success !== false, status: response.status, body };
   }

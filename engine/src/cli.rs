@@ -10,7 +10,12 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 
-use crate::api::serve;
+use crate::api::access::proxy::Cidr;
+use crate::api::access::{tokens, Access, AccessSettings, Rate, Scope, TokenStore, TrustedProxy};
+use crate::api::edge::{self, conn::Timeouts, EdgeSettings};
+use crate::api::layers::RequestLimits;
+use crate::api::serve::{self, ServeSettings};
+use crate::api::ApiSettings;
 use crate::hub::{request, Hub, HubSettings, QueryError, RequestError, MAX_DAYS};
 use crate::kinds::{bigquery, KindSpec, SourceSpec};
 use crate::load::{self, DirectoryError, LoadedSources};
@@ -38,6 +43,90 @@ pub struct ServeArgs {
     /// How many clients a merged answer keeps.
     #[arg(long, env = "METRICS_HUB_TOP_CLIENTS", default_value_t = 20)]
     pub top_clients: usize,
+    /// Fetches of one source that may wait for a free slot (its `concurrency:`); beyond
+    /// them, a request that needs a new upstream fetch is answered 503 with Retry-After.
+    #[arg(long, env = "METRICS_HUB_FETCH_QUEUE", default_value_t = 32)]
+    pub fetch_queue: usize,
+    #[command(flatten)]
+    pub access: AccessArgs,
+    #[command(flatten)]
+    pub edge: EdgeArgs,
+}
+
+/// Who may call the API. Tokens also come from METRICS_HUB_READ_TOKENS and
+/// METRICS_HUB_ADMIN_TOKENS (comma-separated; read from the environment only, never
+/// shown).
+#[derive(Debug, clap::Args)]
+pub struct AccessArgs {
+    /// A file of `SCOPE NAME SHA256` lines (see `metrics-hub token new`).
+    #[arg(long, env = "METRICS_HUB_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// Serve read endpoints without a token (admin endpoints still need one).
+    #[arg(long, env = "METRICS_HUB_ALLOW_ANONYMOUS_READ")]
+    pub allow_anonymous_read: bool,
+    /// Serve /api/health without a token, for load balancers.
+    #[arg(long, env = "METRICS_HUB_PUBLIC_HEALTH")]
+    pub public_health: bool,
+    /// An origin (e.g. https://dash.example.com) whose pages may call the API; repeatable;
+    /// `*` for any.
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    pub cors_origins: Vec<String>,
+    /// A header naming the user that a trusted reverse proxy authenticated, e.g.
+    /// X-Forwarded-User (with --trusted-proxy).
+    #[arg(long, value_name = "HEADER")]
+    pub trust_proxy_header: Option<String>,
+    /// An address block the trusted proxy connects from, e.g. 10.0.0.0/8; repeatable.
+    #[arg(long = "trusted-proxy", value_name = "CIDR")]
+    pub trusted_proxies: Vec<String>,
+    /// A proxy-authenticated user given the admin scope (others get read); repeatable.
+    #[arg(long = "proxy-admin", value_name = "USER")]
+    pub proxy_admins: Vec<String>,
+    /// Admin requests allowed per caller, e.g. 10/s, 600/m or 10/s,burst=30.
+    #[arg(long, default_value = "10/s,burst=30", value_parser = Rate::parse)]
+    pub admin_rate: Rate,
+}
+
+/// Limits of the HTTP edge.
+#[derive(Debug, clap::Args)]
+pub struct EdgeArgs {
+    /// How long a client may take to send a request's head (then 408).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request.
+    #[arg(long, default_value = "75s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Connections served at once (default: from the open-file limit).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Connections kept beyond the cap for /api/health, /metrics and admin requests.
+    #[arg(long, default_value_t = 16)]
+    pub reserve_connections: usize,
+    /// Largest request head (request line and headers), in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub max_header_bytes: usize,
+    /// Most headers in one request.
+    #[arg(long, default_value_t = 100)]
+    pub max_headers: usize,
+    /// Longest path and query string, in bytes.
+    #[arg(long, default_value_t = 32 * 1024)]
+    pub max_uri_bytes: usize,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_body_bytes: u64,
+    /// How long shutdown waits for requests being answered.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+/// `metrics-hub token new`: a fresh token and its line for the tokens file.
+#[derive(Debug, clap::Args)]
+pub struct TokenNewArgs {
+    /// read or admin.
+    #[arg(long, value_parser = ["read", "admin"])]
+    pub scope: String,
+    /// The name logs show for this token, e.g. ci or grafana.
+    #[arg(long)]
+    pub name: String,
 }
 
 /// `metrics-hub validate`: check every source file of a directory.
@@ -102,6 +191,10 @@ pub enum CliError {
     DryRun(#[from] bigquery::DryRunError),
     #[error(transparent)]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    UnsafeDefaults(#[from] crate::api::access::UnsafeDefaults),
+    #[error("{0}")]
+    Settings(String),
 }
 
 /// Logs every error of every invalid file.
@@ -113,18 +206,21 @@ fn log_errors(loaded: &LoadedSources) {
 
 /// Serves until SIGINT or SIGTERM, then drains and cleans up.
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    let settings = serve_settings(&args)?;
+    check_data_dir(&data_dir())?;
     let loaded = load::load_dir(&args.sources)?;
     log_errors(&loaded);
     if args.strict && !loaded.broken.is_empty() {
         return Err(CliError::Strict(loaded.broken.len()));
     }
-    let settings = HubSettings {
+    let hub_settings = HubSettings {
         request_deadline: args.request_deadline,
         answer_ttl: args.answer_ttl,
         top_clients: args.top_clients,
+        fetch_queue: args.fetch_queue,
         ..HubSettings::default()
     };
-    let hub = Arc::new(Hub::new(loaded, settings));
+    let hub = Arc::new(Hub::new(loaded, hub_settings));
     hub.initialize().await;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -133,7 +229,154 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             source,
         })?;
     tracing::info!("serving on http://{}", listener.local_addr()?);
-    serve::run(listener, hub, serve::shutdown_signal()).await?;
+    serve::run_with(listener, hub, settings, serve::shutdown_signal()).await?;
+    Ok(())
+}
+
+/// The access rules and edge limits `serve` was asked for; refuses unsafe defaults
+/// before anything starts.
+fn serve_settings(args: &ServeArgs) -> Result<ServeSettings, CliError> {
+    let access = Access::for_listener(args.listen, access_settings(&args.access)?)?;
+    if access.is_open() {
+        tracing::info!("no tokens configured on a loopback address: every endpoint is open");
+    }
+    let files = match edge::raise_fd_limit() {
+        Ok((before, now)) => {
+            tracing::info!(soft_before = before, soft_now = now, "open-file limit");
+            now
+        }
+        Err(err) => {
+            tracing::warn!("cannot read or raise the open-file limit: {err}");
+            1024
+        }
+    };
+    let edge = &args.edge;
+    Ok(ServeSettings {
+        api: ApiSettings {
+            access: Arc::new(access),
+            cors_origins: args.access.cors_origins.clone(),
+            limits: RequestLimits {
+                max_uri_bytes: edge.max_uri_bytes,
+                max_body_bytes: edge.max_body_bytes,
+            },
+        },
+        edge: EdgeSettings {
+            timeouts: Timeouts {
+                header_read: edge.header_timeout,
+                idle: edge.idle_timeout,
+            },
+            max_connections: edge
+                .max_connections
+                .unwrap_or_else(|| EdgeSettings::connections_for(files)),
+            reserve_connections: edge.reserve_connections,
+            max_header_bytes: edge.max_header_bytes,
+            max_headers: edge.max_headers,
+            max_request_line: edge.max_uri_bytes,
+            drain_timeout: edge.drain_timeout,
+        },
+    })
+}
+
+/// Tokens from the environment and the tokens file, and the trusted proxy.
+fn access_settings(args: &AccessArgs) -> Result<AccessSettings, CliError> {
+    let mut tokens = TokenStore::default();
+    for (scope, variable) in [
+        (Scope::Read, "METRICS_HUB_READ_TOKENS"),
+        (Scope::Admin, "METRICS_HUB_ADMIN_TOKENS"),
+    ] {
+        if let Ok(list) = std::env::var(variable) {
+            tokens.add_env_list(scope, &list);
+        }
+    }
+    if let Some(file) = &args.tokens_file {
+        tokens.add_file(file).map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            CliError::Settings(lines.join("\n"))
+        })?;
+    }
+    Ok(AccessSettings {
+        tokens,
+        allow_anonymous_read: args.allow_anonymous_read,
+        public_health: args.public_health,
+        proxy: trusted_proxy(args)?,
+        admin_rate: Some(args.admin_rate),
+    })
+}
+
+fn trusted_proxy(args: &AccessArgs) -> Result<Option<TrustedProxy>, CliError> {
+    let Some(header) = &args.trust_proxy_header else {
+        return Ok(None);
+    };
+    if args.trusted_proxies.is_empty() {
+        return Err(CliError::Settings(
+            "--trust-proxy-header needs --trusted-proxy CIDR: the addresses the proxy connects from".into(),
+        ));
+    }
+    let header = header
+        .parse()
+        .map_err(|_| CliError::Settings(format!("`{header}` is not a header name")))?;
+    let networks = args
+        .trusted_proxies
+        .iter()
+        .map(|text| Cidr::parse(text).map_err(CliError::Settings))
+        .collect::<Result<_, _>>()?;
+    Ok(Some(TrustedProxy {
+        header,
+        networks,
+        admins: args.proxy_admins.clone(),
+    }))
+}
+
+/// Where the hub keeps what it writes (the demo database, precompiled plugins):
+/// `$METRICS_HUB_DATA_DIR`, else `./data`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("METRICS_HUB_DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from)
+}
+
+/// Makes sure the data directory exists and takes a write, so that a read-only or full
+/// disk is one clear error at start instead of failures later.
+pub fn check_data_dir(dir: &Path) -> Result<(), CliError> {
+    let fix = "set METRICS_HUB_DATA_DIR to a writable directory with free space";
+    let unusable = |what: &str, err: std::io::Error| {
+        let why = match err.raw_os_error() {
+            Some(libc::ENOSPC) | Some(libc::EDQUOT) => "is full",
+            Some(libc::EROFS) => "is on a read-only file system",
+            Some(libc::EACCES) | Some(libc::EPERM) => "is not writable",
+            _ => what,
+        };
+        CliError::Settings(format!(
+            "the data directory {} {why} ({err}): {fix}",
+            dir.display()
+        ))
+    };
+    std::fs::create_dir_all(dir).map_err(|err| unusable("cannot be created", err))?;
+    let probe = dir.join(".metrics-hub-write-check");
+    let written = std::fs::File::create(&probe).and_then(|mut file| {
+        // Enough to catch a full disk, small enough not to matter.
+        file.write_all(&[0u8; 64 * 1024])?;
+        file.sync_all()
+    });
+    let _ = std::fs::remove_file(&probe);
+    written.map_err(|err| unusable("cannot be written", err))
+}
+
+/// Prints a new token once, with the line for the tokens file and the variable to use
+/// instead.
+pub fn token_new(args: &TokenNewArgs, out: &mut impl Write) -> Result<(), CliError> {
+    let token = tokens::new_token();
+    let hash = tokens::hash_hex(&token);
+    let variable = if args.scope == "admin" {
+        "METRICS_HUB_ADMIN_TOKENS"
+    } else {
+        "METRICS_HUB_READ_TOKENS"
+    };
+    writeln!(out, "token (shown once; give it to the caller): {token}")?;
+    writeln!(out, "line for the tokens file (--tokens-file):")?;
+    writeln!(out, "{} {} {hash}", args.scope, args.name)?;
+    writeln!(
+        out,
+        "or set {variable} to a comma-separated list that includes the token"
+    )?;
     Ok(())
 }
 

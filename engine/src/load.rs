@@ -285,6 +285,7 @@ fn validate(
         file: file.to_owned(),
         cache_ttl: common.cache_ttl,
         timeout: common.timeout,
+        concurrency: common.concurrency,
         filters: common.filters,
         mappings,
         merge,

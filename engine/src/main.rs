@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use metrics_hub::cli::{self, PluginCheckArgs, QueryArgs, ServeArgs, ValidateArgs};
+use metrics_hub::cli::{self, PluginCheckArgs, QueryArgs, ServeArgs, TokenNewArgs, ValidateArgs};
 
 #[derive(Parser)]
 #[command(
@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the HTTP API over the sources of a directory.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check every source file of a directory; exit non-zero when any is invalid.
     Validate(ValidateArgs),
     /// Inspect WebAssembly plugins.
@@ -30,6 +30,17 @@ enum Command {
     },
     /// Print one source's unified JSON, bypassing caches.
     Query(QueryArgs),
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Make a random token; prints it once with the line for the tokens file.
+    New(TokenNewArgs),
 }
 
 #[derive(Subcommand)]
@@ -59,11 +70,14 @@ fn main() -> ExitCode {
     let mut out = std::io::stdout().lock();
     let outcome = runtime.block_on(async {
         match command {
-            Command::Serve(args) => cli::serve(args).await.map(|()| true),
+            Command::Serve(args) => cli::serve(*args).await.map(|()| true),
             Command::Validate(args) => cli::validate(&args.dir, &mut out),
             Command::Plugin {
                 command: PluginCommand::Check(args),
             } => cli::plugin_check(&args.file, &mut out).map(|()| true),
+            Command::Token {
+                command: TokenCommand::New(args),
+            } => cli::token_new(&args, &mut out).map(|()| true),
             Command::Query(args) => {
                 let today = chrono::Utc::now().date_naive();
                 cli::query(args, today, &mut out).await.map(|()| true)

@@ -20,6 +20,7 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::{bail, Context};
+use metrics_hub::api::serve::ServeSettings;
 use metrics_hub::hub::{Hub, HubSettings};
 use metrics_hub::load;
 use serde_json::Value;
@@ -33,7 +34,9 @@ pub struct Postgres {
     url: String,
     data: PathBuf,
     bin: PathBuf,
-    _dir: TempDir,
+    /// `pg_ctl -o` options (port, socket directory), to start it again the same way.
+    options: String,
+    dir: TempDir,
 }
 
 fn postgres_bin() -> anyhow::Result<PathBuf> {
@@ -123,7 +126,8 @@ impl Postgres {
                     url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
                     data,
                     bin,
-                    _dir: dir,
+                    options,
+                    dir,
                 };
                 server.watchdog();
                 return Ok(server);
@@ -131,6 +135,34 @@ impl Postgres {
         }
         let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
         bail!("PostgreSQL did not start: {log}")
+    }
+
+    /// Stops the server (an outage); [`Postgres::resume`] starts it again on its port.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        let status = pg_command(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "stop"])
+            .status()?;
+        anyhow::ensure!(status.success(), "pg_ctl stop failed");
+        Ok(())
+    }
+
+    /// Starts the server again after [`Postgres::pause`].
+    pub fn resume(&self) -> anyhow::Result<()> {
+        let status = pg_command(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(self.dir.path().join("server.log"))
+            .args(["-o", &self.options, "-w", "-t", "60", "start"])
+            .status()?;
+        if !status.success() {
+            let log =
+                std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+            bail!("pg_ctl start failed: {log}");
+        }
+        Ok(())
     }
 
     /// The connection URL (trust authentication, database `postgres`).
@@ -237,11 +269,21 @@ pub struct TestHub {
 
 impl TestHub {
     /// Loads `dir` with exactly the variables in `env` (the process environment is not
-    /// read, so tests are hermetic), initializes the sources and serves.
+    /// read, so tests are hermetic), initializes the sources and serves, open to all.
     pub async fn start(
         dir: &Path,
         env: &HashMap<String, String>,
         settings: HubSettings,
+    ) -> anyhow::Result<TestHub> {
+        TestHub::start_with(dir, env, settings, ServeSettings::default()).await
+    }
+
+    /// [`TestHub::start`] with the access rules and edge limits of `serve`.
+    pub async fn start_with(
+        dir: &Path,
+        env: &HashMap<String, String>,
+        settings: HubSettings,
+        serve: ServeSettings,
     ) -> anyhow::Result<TestHub> {
         let loaded = load::load_dir_with(dir, &|name| env.get(name).cloned())?;
         let hub = Arc::new(Hub::new(loaded, settings));
@@ -249,9 +291,15 @@ impl TestHub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(metrics_hub::api::serve::run(listener, hub.clone(), async {
-            let _ = rx.await;
-        }));
+        let served = hub.clone();
+        let task = tokio::spawn(metrics_hub::api::serve::run_with(
+            listener,
+            served,
+            serve,
+            async {
+                let _ = rx.await;
+            },
+        ));
         Ok(TestHub {
             base,
             hub,

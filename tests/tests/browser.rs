@@ -1571,3 +1571,128 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
         failures.join("\n\n")
     );
 }
+
+/// The API's tokens for [`a_token_is_asked_for_and_kept_for_the_session`].
+const READ_TOKEN: &str = "mh_browser_read_token_0123456789abcdef0123456789abcdef01234567";
+const ADMIN_TOKEN: &str = "mh_browser_admin_token_0123456789abcdef0123456789abcdef0123456";
+
+/// Waits for the token dialog and returns the reason it shows.
+async fn token_dialog(browser: &Browser) -> anyhow::Result<String> {
+    browser
+        .wait_until("dialog#token-dialog[open]", || async {
+            let reason = browser
+                .script(
+                    "const d = document.querySelector('dialog#token-dialog');
+                     return d && d.open ? document.querySelector('#token-reason').textContent : null;",
+                    vec![],
+                )
+                .await?;
+            Ok(reason.as_str().map(str::to_owned).ok_or("no open dialog".to_owned()))
+        })
+        .await
+}
+
+/// Types `token` into the dialog and submits it.
+async fn give_token(browser: &Browser, token: &str) -> anyhow::Result<()> {
+    let input = browser.client().find(Locator::Css("#token-input")).await?;
+    input.clear().await?;
+    input.send_keys(token).await?;
+    browser
+        .client()
+        .find(Locator::Css("#token-submit"))
+        .await?
+        .click()
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_asked_for_and_kept_for_the_session() {
+    use metrics_hub::api::access::{Access, AccessSettings, Scope, TokenStore};
+    use metrics_hub::api::serve::ServeSettings;
+    use metrics_hub::api::ApiSettings;
+
+    let browser = Browser::start()
+        .await
+        .expect("a browser for the page tests");
+    let data = tempfile::tempdir().unwrap();
+    let sources = sources_dir(&[("demo.yaml", shipped("demo.yaml"))]).unwrap();
+    let env = HashMap::from([(
+        "METRICS_HUB_DATA_DIR".to_owned(),
+        data.path().display().to_string(),
+    )]);
+    let mut tokens = TokenStore::default();
+    tokens.add_env_list(Scope::Read, READ_TOKEN);
+    tokens.add_env_list(Scope::Admin, ADMIN_TOKEN);
+    let access = Access::for_listener(
+        "127.0.0.1:0".parse().unwrap(),
+        AccessSettings {
+            tokens,
+            ..AccessSettings::default()
+        },
+    )
+    .unwrap();
+    let serve = ServeSettings {
+        api: ApiSettings {
+            access: std::sync::Arc::new(access),
+            ..ApiSettings::default()
+        },
+        ..ServeSettings::default()
+    };
+    let hub = TestHub::start_with(sources.path(), &env, HubSettings::default(), serve)
+        .await
+        .unwrap();
+    let b = &browser;
+    let outcome: anyhow::Result<()> = async {
+        b.client().goto(&hub.url("/?days=7")).await?;
+        let reason = token_dialog(b).await?;
+        ensure!(reason.contains("needs a token"), "the dialog says {reason:?}");
+        give_token(b, "mh_not_a_token_this_hub_knows").await?;
+        let reason = token_dialog(b).await?;
+        ensure!(reason.contains("not one this hub knows"), "a wrong token: {reason:?}");
+        give_token(b, READ_TOKEN).await?;
+        wait_ready(b, "days=7").await?;
+        let shown = scorecards(b).await?;
+        let expected = reqwest::Client::new()
+            .get(hub.url("/api/metrics?days=7"))
+            .bearer_auth(READ_TOKEN)
+            .send()
+            .await?
+            .json::<Value>()
+            .await?;
+        ensure!(
+            same_number(shown["total_users"]["value"].as_str().unwrap_or_default(), Some(&expected["data"]["summary"]["total_users"])),
+            "users shown {shown}, API {}", expected["data"]["summary"]
+        );
+        // Kept for the session: a reload asks nothing, and the URL never holds it.
+        b.client().refresh().await?;
+        wait_ready(b, "days=7").await?;
+        let href = b.script("return location.href;", vec![]).await?;
+        ensure!(!href.to_string().contains(READ_TOKEN), "the token is in the URL: {href}");
+        // The read token cannot clear caches: the admin page asks for an admin one.
+        b.client().goto(&hub.url("/admin/sources")).await?;
+        b.wait_until("the admin table", || async {
+            let rows = b.script("return document.querySelectorAll('#sources tbody tr').length;", vec![]).await?;
+            Ok(if rows.as_u64() > Some(0) { Ok(()) } else { Err("no rows".to_owned()) })
+        })
+        .await?;
+        b.client().find(Locator::Css("#clear-all")).await?.click().await?;
+        let reason = token_dialog(b).await?;
+        ensure!(reason.contains("admin scope"), "a read token on an admin action: {reason:?}");
+        give_token(b, ADMIN_TOKEN).await?;
+        b.wait_until("the clear to succeed", || async {
+            let open = b.script("const d = document.querySelector('dialog#token-dialog'); return !!(d && d.open);", vec![]).await?;
+            Ok(if open == json!(false) { Ok(()) } else { Err("dialog still open".to_owned()) })
+        })
+        .await?;
+        b.screenshot("token-admin.png").await?;
+        Ok(())
+    }
+    .await;
+    if outcome.is_err() {
+        let _ = b.screenshot("failed-token.png").await;
+    }
+    browser.close().await.unwrap();
+    hub.stop().await.unwrap();
+    outcome.unwrap();
+}

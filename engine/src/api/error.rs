@@ -1,7 +1,9 @@
 //! The one error type of the HTTP layer: a status and a stable JSON body
-//! `{success:false, error:{code, message}}`, never internal error text.
+//! `{success:false, error:{code, message}}`, never internal error text. The refusals the
+//! edge makes before a request reaches a handler (a head too large, a timeout, too many
+//! connections) use the same shape, through [`refusal`].
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
@@ -14,6 +16,7 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl ApiError {
@@ -22,7 +25,27 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// The same error with one more response header (`WWW-Authenticate`, `Retry-After`).
+    pub fn with_header(mut self, name: HeaderName, value: &str) -> ApiError {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
+        self
+    }
+
+    /// One of the edge's refusals (see [`refusal`]).
+    pub fn refused(status: StatusCode) -> ApiError {
+        let (_, code, message) = refusal(status.as_u16());
+        ApiError::new(status, code, message)
+    }
+
+    /// A refusal that says when to try again.
+    pub fn retry_after(status: StatusCode, seconds: u64) -> ApiError {
+        ApiError::refused(status).with_header(header::RETRY_AFTER, &seconds.max(1).to_string())
     }
 
     pub fn not_found() -> ApiError {
@@ -40,6 +63,58 @@ impl ApiError {
             "this endpoint does not take that method",
         )
     }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+}
+
+/// Reason phrase, code and message of each refusal the hub makes itself, before a
+/// handler sees the request: at the edge (unparseable or oversized heads, timeouts, the
+/// connection cap) and in the request limits.
+pub fn refusal(status: u16) -> (&'static str, &'static str, &'static str) {
+    match status {
+        400 => (
+            "Bad Request",
+            "bad_request",
+            "the request is not valid HTTP/1.1",
+        ),
+        408 => (
+            "Request Timeout",
+            "request_timeout",
+            "the request's head did not arrive in time",
+        ),
+        413 => (
+            "Payload Too Large",
+            "body_too_large",
+            "the request's body is larger than the hub accepts",
+        ),
+        414 => (
+            "URI Too Long",
+            "uri_too_long",
+            "the request's path and query string are longer than the hub accepts",
+        ),
+        429 => (
+            "Too Many Requests",
+            "rate_limited",
+            "too many admin requests with this token: wait and try again",
+        ),
+        431 => (
+            "Request Header Fields Too Large",
+            "headers_too_large",
+            "the request's headers are too large or too many",
+        ),
+        503 => (
+            "Service Unavailable",
+            "overloaded",
+            "the hub is at capacity: try again shortly",
+        ),
+        _ => ("Error", "refused", "the hub refused the request"),
+    }
 }
 
 impl From<RequestError> for ApiError {
@@ -56,6 +131,8 @@ impl IntoResponse for ApiError {
             "success": false,
             "error": {"code": self.code, "message": self.message},
         });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        response.headers_mut().extend(self.headers);
+        response
     }
 }

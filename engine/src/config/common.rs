@@ -16,6 +16,7 @@ use crate::model::Dataset;
 
 const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(300);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_CONCURRENCY: i64 = 4;
 /// Badges sit beside numbers on the dashboard: a few characters, not a sentence.
 const MAX_BADGE_CHARS: usize = 16;
 
@@ -37,6 +38,8 @@ pub struct Common {
     /// `Duration::ZERO` turns caching off.
     pub cache_ttl: Duration,
     pub timeout: Duration,
+    /// Upstream fetches that may run at once.
+    pub concurrency: usize,
     pub identifiers: BTreeSet<String>,
     pub filters: BTreeMap<String, FilterSpec>,
 }
@@ -66,6 +69,13 @@ pub fn compile(config: &mut SourceConfig, problems: &mut Problems) -> Common {
     if timeout.is_zero() {
         problems.add("/timeout", "timeout must be longer than zero");
     }
+    let concurrency = problems.bounded(
+        "/concurrency",
+        config.concurrency.as_ref(),
+        1..=64,
+        DEFAULT_CONCURRENCY,
+        "concurrency",
+    ) as usize;
     Common {
         id: config.id.clone(),
         name: config.name.clone(),
@@ -74,6 +84,7 @@ pub fn compile(config: &mut SourceConfig, problems: &mut Problems) -> Common {
         enabled,
         cache_ttl,
         timeout,
+        concurrency,
         identifiers: identifiers(&config.identifiers, problems),
         filters: filter::compile(std::mem::take(&mut config.filters), problems),
     }

@@ -57,6 +57,12 @@ pub struct SourceConfig {
     /// Caching of this source's results.
     #[serde(default)]
     pub cache: Option<CacheConfig>,
+    /// Upstream fetches of this source that may run at once, 1 to 64 (default 4). A
+    /// request that needs another while the hub's queue for this source is full is
+    /// answered 503 with Retry-After, while cached answers keep flowing.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 64))]
+    pub concurrency: Option<Number>,
     /// Longest time one fetch of this source may take before it is abandoned and the
     /// source is reported as timed out (default 10s).
     #[serde(default)]

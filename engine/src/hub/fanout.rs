@@ -26,6 +26,7 @@ impl SourceEntry {
         deadline: Duration,
     ) -> (Result<Arc<Fetched>, SourceError>, bool) {
         let upstream = async {
+            let _slot = self.slot().await?;
             self.count_upstream_fetch();
             let started = Instant::now();
             let data = tokio::time::timeout(self.spec.timeout, self.source.fetch_metrics(params))
@@ -45,6 +46,10 @@ impl SourceEntry {
         match &outcome {
             Ok(fetched) if !cached => self.status().succeeded(fetched.fetched_at, fetched.latency),
             Ok(_) => {}
+            // Shedding is the hub's choice, not the source failing: its health stays.
+            Err(SourceError::Overloaded) => {
+                tracing::warn!(source = %self.spec.id, "fetch shed: the source's queue is full");
+            }
             Err(err) => {
                 tracing::warn!(source = %self.spec.id, code = err.code(), "fetch failed: {err}");
                 self.status().failed(ErrorReport::from(err));
@@ -88,10 +93,7 @@ impl Hub {
             params: request.params.clone(),
         };
         if let Some(hit) = self.answers.get(&key).await {
-            return Answer {
-                body: hit.cached,
-                all_failed: false,
-            };
+            return Answer::served(hit.cached);
         }
         let ran_here = AtomicBool::new(false);
         let built = self
@@ -107,14 +109,8 @@ impl Hub {
         match built {
             // The request that built the answer says `cached: false`; those that waited
             // for it get the copy marked cached, as later hits do.
-            Ok(answer) if ran_here.load(Ordering::Relaxed) => Answer {
-                body: answer.fresh,
-                all_failed: false,
-            },
-            Ok(answer) => Answer {
-                body: answer.cached,
-                all_failed: false,
-            },
+            Ok(answer) if ran_here.load(Ordering::Relaxed) => Answer::served(answer.fresh),
+            Ok(answer) => Answer::served(answer.cached),
             Err(uncached) => (*uncached).clone(),
         }
     }

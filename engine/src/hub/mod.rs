@@ -17,12 +17,13 @@ pub mod status;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use futures::future::join_all;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub use admin::{HealthReport, Overall, SourcesReport};
 pub use report::{Answer, ErrorReport};
@@ -47,6 +48,9 @@ pub struct HubSettings {
     pub top_clients: usize,
     /// Deadline of one health probe.
     pub health_timeout: Duration,
+    /// Fetches of one source that may wait for one of its `concurrency` slots; one more
+    /// is refused (503, Retry-After) instead of queued.
+    pub fetch_queue: usize,
 }
 
 impl Default for HubSettings {
@@ -56,6 +60,7 @@ impl Default for HubSettings {
             answer_ttl: Duration::from_secs(60),
             top_clients: 20,
             health_timeout: Duration::from_secs(2),
+            fetch_queue: 32,
         }
     }
 }
@@ -68,17 +73,40 @@ pub struct SourceEntry {
     // A std Mutex: it is held only to copy a few fields, never across an await.
     status: Mutex<SourceStatus>,
     upstream_fetches: AtomicU64,
+    /// One permit per fetch that may run at once (`concurrency:`).
+    slots: Semaphore,
+    /// Fetches waiting for a slot, and how many may.
+    waiting: AtomicUsize,
+    queue: usize,
 }
 
 impl SourceEntry {
-    fn new(spec: SourceSpec) -> SourceEntry {
+    fn new(spec: SourceSpec, queue: usize) -> SourceEntry {
         SourceEntry {
             source: kinds::build(&spec),
             cache: SourceCache::new(spec.cache_ttl),
+            slots: Semaphore::new(spec.concurrency),
             spec,
             status: Mutex::new(SourceStatus::default()),
             upstream_fetches: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            queue,
         }
+    }
+
+    /// A slot for one upstream fetch: at once when one is free, after a wait when the
+    /// queue has room, else `Overloaded`, so the cold path sheds load instead of piling up.
+    async fn slot(&self) -> Result<SemaphorePermit<'_>, SourceError> {
+        if let Ok(permit) = self.slots.try_acquire() {
+            return Ok(permit);
+        }
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= self.queue {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(SourceError::Overloaded);
+        }
+        let permit = self.slots.acquire().await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        permit.map_err(|_| SourceError::Overloaded)
     }
 
     fn status(&self) -> std::sync::MutexGuard<'_, SourceStatus> {
@@ -132,7 +160,7 @@ impl Hub {
             entries: loaded
                 .sources
                 .into_iter()
-                .map(|s| Arc::new(SourceEntry::new(s)))
+                .map(|s| Arc::new(SourceEntry::new(s, settings.fetch_queue)))
                 .collect(),
             broken: loaded.broken,
             policies: loaded.policies,

@@ -50,7 +50,23 @@ pub struct Answer {
     pub body: Bytes,
     /// No selected source answered; the body still has each one's error.
     pub all_failed: bool,
+    /// The hub shed the request (a source's fetch queue was full): ask again after this.
+    pub retry_after: Option<Duration>,
 }
+
+impl Answer {
+    /// An answer with data.
+    pub fn served(body: Bytes) -> Answer {
+        Answer {
+            body,
+            all_failed: false,
+            retry_after: None,
+        }
+    }
+}
+
+/// How long a shed request is asked to wait.
+const SHED_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// What a request's outcomes make.
 #[derive(Debug)]
@@ -148,18 +164,32 @@ impl Assembly<'_> {
             },
             source_details: reports,
         };
+        let shed = outcomes.iter().any(|(_, outcome)| {
+            matches!(
+                outcome,
+                Outcome::Done {
+                    result: Err(SourceError::Overloaded),
+                    ..
+                }
+            )
+        });
+        if shed {
+            return Built::Uncached(Answer {
+                body: failure(&metadata, "overloaded", "the hub is running as many queries as it allows for a selected source: try again shortly; metadata.sourceDetails says which"),
+                all_failed: answered.is_empty(),
+                retry_after: Some(SHED_RETRY_AFTER),
+            });
+        }
         if answered.is_empty() {
             return Built::Uncached(Answer {
-                body: all_failed(&metadata),
+                body: failure(&metadata, "all_sources_failed", "none of the selected sources answered; metadata.sourceDetails has each one's error"),
                 all_failed: true,
+                retry_after: None,
             });
         }
         let fresh = success(&merged, &metadata);
         if !complete {
-            return Built::Uncached(Answer {
-                body: fresh,
-                all_failed: false,
-            });
+            return Built::Uncached(Answer::served(fresh));
         }
         metadata.cached = true;
         let cached = success(&merged, &metadata);
@@ -176,15 +206,14 @@ fn success(merged: &Merged, metadata: &Metadata) -> Bytes {
     })
 }
 
-fn all_failed(metadata: &Metadata) -> Bytes {
+/// A body without data: why, and each source's report.
+fn failure(metadata: &Metadata, code: &'static str, message: &str) -> Bytes {
     to_bytes(&MetricsBody {
         success: false,
         data: None,
         error: Some(ErrorReport {
-            code: "all_sources_failed",
-            message:
-                "none of the selected sources answered; metadata.sourceDetails has each one's error"
-                    .into(),
+            code,
+            message: message.into(),
         }),
         metadata,
     })

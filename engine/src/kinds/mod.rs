@@ -129,6 +129,8 @@ pub struct SourceSpec {
     /// `Duration::ZERO` turns caching off for this source.
     pub cache_ttl: Duration,
     pub timeout: Duration,
+    /// Upstream fetches that may run at once.
+    pub concurrency: usize,
     pub filters: BTreeMap<String, FilterSpec>,
     pub mappings: Mappings,
     pub merge: MergePolicies,
@@ -195,6 +197,10 @@ pub enum SourceError {
     /// The answer was larger than the source's cap.
     #[error("response larger than {0} bytes")]
     TooLarge(u64),
+    /// The hub did not query the source: as many fetches as its `concurrency` run, and
+    /// as many wait as the hub queues.
+    #[error("too many fetches running and waiting")]
+    Overloaded,
     /// A WebAssembly plugin failed: trapped, ran out of memory, refused its config or a
     /// request, or answered invalid data. The plugin error has its own code and message.
     #[error(transparent)]
@@ -216,6 +222,7 @@ impl SourceError {
             SourceError::Upstream { .. } => "upstream_error",
             SourceError::BadResponse(_) => "bad_response",
             SourceError::TooLarge(_) => "response_too_large",
+            SourceError::Overloaded => "overloaded",
             SourceError::Plugin(err) => err.code(),
         }
     }
@@ -251,6 +258,10 @@ impl SourceError {
             // Names a JSON path of the declared shape, nothing from the body itself.
             SourceError::BadResponse(message) => message.clone(),
             SourceError::TooLarge(limit) => format!("the response exceeded {limit} bytes"),
+            SourceError::Overloaded => {
+                "the hub is running as many queries of this source as it allows: try again shortly"
+                    .into()
+            }
             SourceError::Plugin(err) => err.public_message(),
         }
     }
