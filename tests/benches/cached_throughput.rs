@@ -15,107 +15,22 @@ mod common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{ensure, Context};
 use axum::http::header;
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use common::{ms, percentile, Verdict};
-use http_body_util::{BodyExt, Empty};
-use hyper_util::rt::TokioIo;
+use common::{load, ms, summarize, Verdict};
 use metrics_hub::hub::HubSettings;
 use metrics_hub_tests::{sources_dir, TestHub};
-use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
-use tokio::sync::Barrier;
 
 const NAME: &str = "cached_throughput";
 const TARGET_RATIO: f64 = 0.5;
 const CONNECTIONS: usize = 64;
 const PATH: &str = "/api/metrics?days=30";
-
-/// What one load run measured.
-struct Run {
-    requests: usize,
-    errors: usize,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-/// Drives `CONNECTIONS` keep-alive connections to `addr` for `duration`, each sending
-/// `GET PATH` back to back and checking that the answer is 200 with `expected_len` bytes.
-async fn load(addr: SocketAddr, duration: Duration, expected_len: usize) -> anyhow::Result<Run> {
-    // Everyone connects first, then starts together, so the clock covers only requests.
-    let ready = Arc::new(Barrier::new(CONNECTIONS + 1));
-    let mut tasks = Vec::with_capacity(CONNECTIONS);
-    for _ in 0..CONNECTIONS {
-        let ready = ready.clone();
-        tasks.push(tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await?;
-            stream.set_nodelay(true)?;
-            let (mut sender, connection) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            let driver = tokio::spawn(connection);
-            let mut latencies = Vec::with_capacity(16_384);
-            let mut errors = 0usize;
-            ready.wait().await;
-            let deadline = Instant::now() + duration;
-            while Instant::now() < deadline {
-                let request = hyper::Request::get(PATH)
-                    .header(header::HOST, addr.to_string())
-                    .body(Empty::<Bytes>::new())?;
-                let sent = Instant::now();
-                sender.ready().await?;
-                let response = sender.send_request(request).await?;
-                let ok = response.status() == hyper::StatusCode::OK;
-                let body = response.into_body().collect().await?.to_bytes();
-                latencies.push(sent.elapsed());
-                if !ok || body.len() != expected_len {
-                    errors += 1;
-                }
-            }
-            drop(sender);
-            let _ = driver.await;
-            Ok::<_, anyhow::Error>((latencies, errors))
-        }));
-    }
-    ready.wait().await;
-    let started = Instant::now();
-    let mut run = Run {
-        requests: 0,
-        errors: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-    };
-    for task in tasks {
-        let (latencies, errors) = task.await??;
-        run.requests += latencies.len();
-        run.errors += errors;
-        run.latencies.extend(latencies);
-    }
-    run.elapsed = started.elapsed();
-    Ok(run)
-}
-
-/// Sums runs of one target: requests over total time, latencies pooled.
-fn summarize(label: &str, runs: &[Run]) -> (f64, Duration, usize) {
-    let requests: usize = runs.iter().map(|r| r.requests).sum();
-    let errors: usize = runs.iter().map(|r| r.errors).sum();
-    let seconds: f64 = runs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
-    let latencies: Vec<Duration> = runs.iter().flat_map(|r| r.latencies.clone()).collect();
-    let rate = requests as f64 / seconds;
-    let p99 = percentile(&latencies, 99.0);
-    println!(
-        "  {label:<28} {rate:>10.0} req/s  p50 {:>10}  p99 {:>10}  max {:>10}  ({requests} requests, {errors} errors, {seconds:.1} s)",
-        ms(percentile(&latencies, 50.0)),
-        ms(p99),
-        ms(percentile(&latencies, 100.0)),
-    );
-    (rate, p99, errors)
-}
 
 /// Starts the hub over the demo source and the bare baseline, both on `servers`.
 async fn start_servers(
@@ -214,13 +129,13 @@ fn run(quick: bool, verdict: &mut Verdict) -> anyhow::Result<()> {
         let mut bare_runs = Vec::new();
         let mut hub_runs = Vec::new();
         for round in 1..=2 {
-            let bare = load(bare_addr, duration, body.len()).await?;
+            let bare = load(bare_addr, PATH, CONNECTIONS, duration, body.len(), None).await?;
             println!(
                 "  round {round}: bare axum {:>8.0} req/s",
                 bare.requests as f64 / bare.elapsed.as_secs_f64()
             );
             bare_runs.push(bare);
-            let served = load(hub_addr, duration, body.len()).await?;
+            let served = load(hub_addr, PATH, CONNECTIONS, duration, body.len(), None).await?;
             println!(
                 "  round {round}: hub       {:>8.0} req/s",
                 served.requests as f64 / served.elapsed.as_secs_f64()

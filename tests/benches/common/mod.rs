@@ -6,8 +6,17 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::header;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::Barrier;
 
 use anyhow::Context;
 use chrono::NaiveDate;
@@ -93,6 +102,107 @@ pub fn bind_values<'q>(
         };
     }
     query
+}
+
+/// What one load run measured.
+pub struct Run {
+    pub requests: usize,
+    pub errors: usize,
+    pub elapsed: Duration,
+    pub latencies: Vec<Duration>,
+}
+
+/// Drives `connections` keep-alive connections to `addr` for `duration`, each sending
+/// `GET path` back to back (with `Authorization: Bearer token` when given) and checking
+/// that the answer is 200 with `expected_len` bytes.
+pub async fn load(
+    addr: SocketAddr,
+    path: &'static str,
+    connections: usize,
+    duration: Duration,
+    expected_len: usize,
+    token: Option<&'static str>,
+) -> anyhow::Result<Run> {
+    // Everyone connects first, then starts together, so the clock covers only requests.
+    let ready = Arc::new(Barrier::new(connections + 1));
+    let mut tasks = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let ready = ready.clone();
+        tasks.push(tokio::spawn(async move {
+            let stream = TcpStream::connect(addr).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, connection) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            let driver = tokio::spawn(connection);
+            let mut latencies = Vec::with_capacity(16_384);
+            let mut errors = 0usize;
+            ready.wait().await;
+            let deadline = Instant::now() + duration;
+            while Instant::now() < deadline {
+                let mut request = hyper::Request::get(path).header(header::HOST, addr.to_string());
+                if let Some(token) = token {
+                    request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+                }
+                let request = request.body(Empty::<Bytes>::new())?;
+                let sent = Instant::now();
+                sender.ready().await?;
+                let response = sender.send_request(request).await?;
+                let ok = response.status() == hyper::StatusCode::OK;
+                let body = response.into_body().collect().await?.to_bytes();
+                latencies.push(sent.elapsed());
+                if !ok || body.len() != expected_len {
+                    errors += 1;
+                }
+            }
+            drop(sender);
+            let _ = driver.await;
+            Ok::<_, anyhow::Error>((latencies, errors))
+        }));
+    }
+    ready.wait().await;
+    let started = Instant::now();
+    let mut run = Run {
+        requests: 0,
+        errors: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+    };
+    for task in tasks {
+        let (latencies, errors) = task.await??;
+        run.requests += latencies.len();
+        run.errors += errors;
+        run.latencies.extend(latencies);
+    }
+    run.elapsed = started.elapsed();
+    Ok(run)
+}
+
+/// Sums runs of one target: requests over total time, latencies pooled.
+pub fn summarize(label: &str, runs: &[Run]) -> (f64, Duration, usize) {
+    let requests: usize = runs.iter().map(|r| r.requests).sum();
+    let errors: usize = runs.iter().map(|r| r.errors).sum();
+    let seconds: f64 = runs.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+    let latencies: Vec<Duration> = runs.iter().flat_map(|r| r.latencies.clone()).collect();
+    let rate = requests as f64 / seconds;
+    let p99 = percentile(&latencies, 99.0);
+    println!(
+        "  {label:<28} {rate:>10.0} req/s  p50 {:>10}  p99 {:>10}  max {:>10}  ({requests} requests, {errors} errors, {seconds:.1} s)",
+        ms(percentile(&latencies, 50.0)),
+        ms(p99),
+        ms(percentile(&latencies, 100.0)),
+    );
+    (rate, p99, errors)
+}
+
+/// Resident memory of this process, in bytes (from /proc).
+pub fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
 }
 
 /// Collects target checks and turns them into the process exit code.
