@@ -444,8 +444,11 @@ mod tests {
             BTreeSet::new(),
             connection,
         );
-        t.add("q", "FROM `{{ ident(project) }}.{{ ident(dataset) }}.events_*`")
-            .unwrap();
+        t.add(
+            "q",
+            "FROM `{{ ident(project) }}.{{ ident(dataset) }}.events_*`",
+        )
+        .unwrap();
         t.add("printed", "FROM {{ project }}").unwrap();
         t.add("other", "FROM {{ ident('analytics_2') }}").unwrap();
         assert_eq!(
