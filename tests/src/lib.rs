@@ -12,6 +12,7 @@ pub mod bigquery_standin;
 pub mod browser;
 pub mod expected;
 pub mod ga4_export;
+pub mod ga4_originals;
 pub mod hubspot_standin;
 pub mod rest_standin;
 pub mod salesforce_standin;
