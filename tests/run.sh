@@ -22,6 +22,11 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
+# The BigQuery stand-in executes GoogleSQL with sqlglot and DuckDB (tests/standins/bigquery_sql.py).
+if ! python3 -c 'import sqlglot, duckdb' >/dev/null 2>&1; then
+  step "installing sqlglot and duckdb"
+  python3 -m pip install -q sqlglot==30.31.0 duckdb==2.0.1
+fi
 
 step "format"
 cargo fmt --all -- --check

@@ -123,6 +123,9 @@ pub(crate) fn request_context(params: &QueryParams) -> Value {
 /// The compiled query templates of one source.
 pub struct QueryTemplates {
     env: Environment<'static>,
+    /// Names of the connection identifiers ([`QueryTemplates::with_connection_identifiers`]),
+    /// which templates read like variables.
+    connection_names: Vec<&'static str>,
 }
 
 impl fmt::Debug for QueryTemplates {
@@ -134,7 +137,26 @@ impl fmt::Debug for QueryTemplates {
 impl QueryTemplates {
     /// An environment for one source: its placeholder style and identifier allowlist.
     pub fn new(placeholder: Placeholder, identifiers: BTreeSet<String>) -> QueryTemplates {
+        QueryTemplates::with_connection_identifiers(placeholder, identifiers, BTreeMap::new())
+    }
+
+    /// Like [`QueryTemplates::new`], plus identifiers a kind derives from its connection
+    /// (bigquery: `project` and `dataset`). Each is a template variable holding the
+    /// configured name, which the allowlist of `ident()` also holds: `{{ ident(project) }}`
+    /// writes it, while `{{ project }}` is refused like any other printed value. So a
+    /// template can name a table fully qualified without pasting configuration into the
+    /// SQL by hand, and the kind's own checks on those names are what lets them through.
+    pub fn with_connection_identifiers(
+        placeholder: Placeholder,
+        mut identifiers: BTreeSet<String>,
+        connection: BTreeMap<&'static str, String>,
+    ) -> QueryTemplates {
         let mut env = Environment::empty();
+        let connection_names = connection.keys().copied().collect();
+        for (name, value) in connection {
+            identifiers.insert(value.clone());
+            env.add_global(name, Value::from(value));
+        }
         env.set_undefined_behavior(UndefinedBehavior::Lenient);
         env.set_keep_trailing_newline(true);
         env.set_formatter(|out, _state, value| {
@@ -197,7 +219,10 @@ impl QueryTemplates {
         env.add_test("defined", minijinja::tests::is_defined);
         env.add_test("undefined", minijinja::tests::is_undefined);
         env.add_test("none", minijinja::tests::is_none);
-        QueryTemplates { env }
+        QueryTemplates {
+            env,
+            connection_names,
+        }
     }
 
     /// Compiles a template under `name`.
@@ -226,10 +251,15 @@ impl QueryTemplates {
         let Ok(template) = self.env.get_template(name) else {
             return Vec::new();
         };
+        let globals: Vec<&str> = GLOBALS
+            .iter()
+            .chain(&self.connection_names)
+            .copied()
+            .collect();
         let mut problems: Vec<String> = template
             .undeclared_variables(true)
             .into_iter()
-            .filter_map(|variable| unknown_variable(&variable, declared_filters, &GLOBALS))
+            .filter_map(|variable| unknown_variable(&variable, declared_filters, &globals))
             .collect::<HashSet<_>>()
             .into_iter()
             .collect();
@@ -401,6 +431,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("allowlist"));
+    }
+
+    #[test]
+    fn connection_identifiers_pass_ident_but_are_not_printable() {
+        let connection = BTreeMap::from([
+            ("project", "web-app-1".to_owned()),
+            ("dataset", "analytics_1".to_owned()),
+        ]);
+        let mut t = QueryTemplates::with_connection_identifiers(
+            Placeholder::Named,
+            BTreeSet::new(),
+            connection,
+        );
+        t.add(
+            "q",
+            "FROM `{{ ident(project) }}.{{ ident(dataset) }}.events_*`",
+        )
+        .unwrap();
+        t.add("printed", "FROM {{ project }}").unwrap();
+        t.add("other", "FROM {{ ident('analytics_2') }}").unwrap();
+        assert_eq!(
+            t.render("q", &params()).unwrap().sql,
+            "FROM `web-app-1.analytics_1.events_*`"
+        );
+        assert!(t.check_variables("q", &BTreeSet::new()).is_empty());
+        let err = t.render("printed", &params()).unwrap_err().to_string();
+        assert!(err.contains("bind("), "{err}");
+        let err = t.render("other", &params()).unwrap_err().to_string();
+        assert!(err.contains("allowlist"), "{err}");
     }
 
     #[test]

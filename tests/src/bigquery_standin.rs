@@ -3,7 +3,7 @@
 //! the real `gcp-bigquery-client` in tests:
 //!
 //! - `POST /bigquery/v2/projects/{project}/queries` (jobs.query) answers the first page, or
-//!   `jobComplete: false` while a job is still "running";
+//!   `jobComplete: false` while a job is still "running", or prices a dry run;
 //! - `GET /bigquery/v2/projects/{project}/queries/{jobId}` (jobs.getQueryResults) polls and
 //!   pages with `pageToken`, `maxResults` rows at a time;
 //! - every scalar cell is a JSON string, NULL is `{"v": null}`, RECORD `{"v": {"f": [...]}}`,
@@ -12,19 +12,20 @@
 //!   `error.errors[]`.
 //!
 //! It is as strict as the service where the hub could get things wrong: legacy SQL, a
-//! parameter the SQL names but the request lacks, a parameter of the wrong type, a missing
-//! default dataset, a scan above `maximumBytesBilled`, an unknown job or page token are all
-//! errors. Every request is recorded for the test to inspect.
+//! parameter the SQL names but the request lacks, an untyped or mistyped parameter, a scan
+//! above `maximumBytesBilled`, an unknown job or page token are all errors. Every request is
+//! recorded for the test to inspect.
 //!
-//! It answers from its own data. [`Data::Events`] holds GA4 export rows (`event_params` and
-//! all) and evaluates the four GA4-shaped queries of `sources.d/ga4-bigquery.yaml`: it
-//! recognises the dataset asked for by the job label the hub sends
-//! (`metrics_hub_dataset`), reads the window and filters from the typed query parameters the
-//! SQL names (`_TABLE_SUFFIX BETWEEN @a AND @b`, `event_name = @x`, `client = @y`), and
-//! computes the result rows from the events. [`Data::Table`] serves one fixed result to any
-//! query, for exercising cell types.
+//! It answers from its own data. [`Data::Export`] is a GA4 export (daily and intraday tables
+//! with nested `event_params`) over which every query is *executed*: the SQL worker
+//! ([`crate::bigquery_sql`]) translates the GoogleSQL with sqlglot and runs it on DuckDB
+//! with the typed parameters bound as values, so a query sqlglot or DuckDB rejects is a
+//! 400 `invalidQuery`, and a table that does not exist a 404 `notFound`. The bytes a query
+//! scans are those of the tables its `_TABLE_SUFFIX` conditions select (the worker names
+//! them, [`Ga4Export::bytes_of`] prices them). [`Data::Table`] serves one fixed result to
+//! any query, for exercising cell types.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::body::Bytes;
@@ -33,87 +34,17 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use metrics_hub::kinds::sql::demo::DemoEvent;
+use chrono::{NaiveDate, Utc};
 use serde_json::{json, Value};
 
-/// One `event_params` entry of a GA4 export row.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EventParam {
-    pub key: String,
-    pub string_value: Option<String>,
-    pub int_value: Option<i64>,
-}
-
-/// One row of a GA4 export table `events_YYYYMMDD` (the columns the queries read).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Ga4Event {
-    /// `YYYYMMDD`; also the suffix of the daily table the row lives in.
-    pub event_date: String,
-    pub event_timestamp: i64,
-    pub event_name: String,
-    pub user_pseudo_id: String,
-    pub event_params: Vec<EventParam>,
-}
-
-impl Ga4Event {
-    /// The export row GA4 would write for a demo event: `page_location` as a string param,
-    /// plus the integer params GA4 always adds.
-    pub fn from_demo(event: &DemoEvent) -> Ga4Event {
-        let mut event_params = vec![
-            EventParam {
-                key: "ga_session_id".to_owned(),
-                string_value: None,
-                int_value: Some(event.event_timestamp / 1_000_000 / 1800),
-            },
-            EventParam {
-                key: "engagement_time_msec".to_owned(),
-                string_value: None,
-                int_value: Some(event.event_timestamp % 60_000),
-            },
-        ];
-        if let Some(url) = &event.page_location {
-            event_params.insert(
-                1,
-                EventParam {
-                    key: "page_location".to_owned(),
-                    string_value: Some(url.clone()),
-                    int_value: None,
-                },
-            );
-        }
-        Ga4Event {
-            event_date: event.event_date.clone(),
-            event_timestamp: event.event_timestamp,
-            event_name: event.event_name.clone(),
-            user_pseudo_id: event.user_pseudo_id.clone(),
-            event_params,
-        }
-    }
-
-    fn page_location(&self) -> Option<&str> {
-        self.event_params
-            .iter()
-            .find(|p| p.key == "page_location")
-            .and_then(|p| p.string_value.as_deref())
-    }
-
-    /// What reading this row costs, in the stand-in's byte model: every column's size.
-    pub fn bytes(&self) -> u64 {
-        let params: usize = self
-            .event_params
-            .iter()
-            .map(|p| p.key.len() + p.string_value.as_ref().map_or(8, String::len))
-            .sum();
-        (self.event_date.len() + 8 + self.event_name.len() + self.user_pseudo_id.len() + params)
-            as u64
-    }
-}
+use crate::bigquery_sql::SqlWorker;
+use crate::ga4_export::Ga4Export;
 
 /// What the stand-in answers queries from.
 #[derive(Debug, Clone)]
 pub enum Data {
-    /// GA4 export rows; queries are evaluated over them (see the module documentation).
-    Events(Arc<Vec<Ga4Event>>),
+    /// A GA4 export; queries are executed over it (see the module documentation).
+    Export(Arc<Ga4Export>),
     /// One fixed result for every query: `schema` is `{"fields": [...]}`, `rows` are
     /// already-encoded `{"f": [...]}` rows; scans `bytes`.
     Table {
@@ -179,13 +110,22 @@ impl Recorded {
     }
 }
 
+/// A query's result: the schema and the encoded rows, and the bytes it scanned.
+#[derive(Debug, Clone)]
+struct Executed {
+    schema: Value,
+    rows: Vec<Value>,
+    bytes: u64,
+}
+
 #[derive(Debug)]
 struct Job {
-    plan: Plan,
-    /// Schema and encoded rows, computed when the job completes: like BigQuery, the
-    /// stand-in validates a query when it arrives and runs it afterwards.
-    result: Option<(Value, Vec<Value>)>,
-    bytes: u64,
+    /// The jobs.query request, run when the job completes: like BigQuery, the stand-in
+    /// validates and prices a query when it arrives and runs it afterwards.
+    request: Value,
+    /// Schema, rows and bytes once it ran; before, the dry run's (no rows).
+    result: Executed,
+    ran: bool,
     location: String,
     polls_left: u32,
     /// Page tokens handed out, with the row offset each continues at.
@@ -206,8 +146,10 @@ pub struct StandinState {
     project: String,
     dataset: String,
     data: Data,
-    /// For [`Data::Events`], the columns the GA4 queries compute from each row.
-    derived: Vec<Derived>,
+    /// The worker executing queries over [`Data::Export`]; one query at a time.
+    worker: Option<Mutex<SqlWorker>>,
+    /// What `CURRENT_DATE()` is; today (UTC) unless a test fixes it.
+    today: Mutex<Option<NaiveDate>>,
     // A std Mutex: handlers hold it only to read or update a few fields, never across an
     // await.
     inner: Mutex<Inner>,
@@ -216,6 +158,11 @@ pub struct StandinState {
 impl StandinState {
     fn inner(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn today(&self) -> NaiveDate {
+        let fixed = *self.today.lock().unwrap_or_else(|p| p.into_inner());
+        fixed.unwrap_or_else(|| Utc::now().date_naive())
     }
 }
 
@@ -229,17 +176,23 @@ pub struct BigqueryStandin {
 }
 
 impl BigqueryStandin {
-    /// Serves `data` as project `project`, dataset `dataset`.
+    /// Serves `data` as project `project`, dataset `dataset`; an export is loaded into a
+    /// new SQL worker first.
     pub async fn start(project: &str, dataset: &str, data: Data) -> anyhow::Result<Self> {
-        let derived = match &data {
-            Data::Events(events) => events.iter().map(Derived::of).collect(),
-            Data::Table { .. } => Vec::new(),
+        let worker = match &data {
+            Data::Export(export) => {
+                let export = export.clone();
+                let worker = tokio::task::spawn_blocking(move || SqlWorker::start(&export));
+                Some(Mutex::new(worker.await??))
+            }
+            Data::Table { .. } => None,
         };
         let state = Arc::new(StandinState {
             project: project.to_owned(),
             dataset: dataset.to_owned(),
             data,
-            derived,
+            worker,
+            today: Mutex::new(None),
             inner: Mutex::new(Inner::default()),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -259,6 +212,11 @@ impl BigqueryStandin {
         inner.failures_served = 0;
     }
 
+    /// Fixes what `CURRENT_DATE()` is, so a test's "today" and the stand-in's agree.
+    pub fn set_today(&self, today: NaiveDate) {
+        *self.state.today.lock().unwrap_or_else(|p| p.into_inner()) = Some(today);
+    }
+
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.inner().requests.clone()
@@ -269,24 +227,14 @@ impl BigqueryStandin {
         self.state.inner().requests.clear();
     }
 
-    /// What scanning the tables with suffixes `from..=to` costs in the stand-in's model:
-    /// the `totalBytesProcessed` it reports for a GA4 query over that window.
-    pub fn scan_bytes(&self, from: &str, to: &str) -> u64 {
+    /// What reading `tables` costs in the stand-in's model: what it reports as
+    /// `totalBytesProcessed` for a query that reads them.
+    pub fn bytes_of<S: AsRef<str>>(&self, tables: &[S]) -> u64 {
         match &self.state.data {
-            Data::Events(events) => scan_bytes(events, from, to),
+            Data::Export(export) => export.bytes_of(tables),
             Data::Table { bytes, .. } => *bytes,
         }
     }
-}
-
-/// What a GA4 query over the tables with suffixes `from..=to` of `events` scans, in the
-/// stand-in's byte model (what it reports as `totalBytesProcessed`).
-pub fn scan_bytes(events: &[Ga4Event], from: &str, to: &str) -> u64 {
-    events
-        .iter()
-        .filter(|e| e.event_date.as_str() >= from && e.event_date.as_str() <= to)
-        .map(Ga4Event::bytes)
-        .sum()
 }
 
 /// The stand-in's routes over its state.
@@ -352,6 +300,21 @@ fn check_token(state: &StandinState, headers: &HeaderMap) -> Option<Response> {
     )))
 }
 
+/// The injected failure for this jobs.query, if [`Behaviour::fail`] applies to it.
+fn injected_failure(state: &StandinState, request: &Value) -> Option<Failure> {
+    let label = request["labels"]["metrics_hub_dataset"].as_str();
+    let mut inner = state.inner();
+    let behaviour = inner.behaviour.clone();
+    let failure = behaviour.fail?;
+    let applies = behaviour.fail_dataset.is_none() || behaviour.fail_dataset.as_deref() == label;
+    let exhausted = behaviour.fail_times > 0 && inner.failures_served >= behaviour.fail_times;
+    if applies && !exhausted {
+        inner.failures_served += 1;
+        return Some(failure);
+    }
+    None
+}
+
 async fn jobs_query(
     State(state): State<Arc<StandinState>>,
     Path(project): Path<String>,
@@ -386,34 +349,21 @@ async fn jobs_query(
             &format!("Not found: Project {project}"),
         ));
     }
-    let label = request["labels"]["metrics_hub_dataset"]
-        .as_str()
-        .map(str::to_owned);
-    {
-        let mut inner = state.inner();
-        let behaviour = inner.behaviour.clone();
-        if let Some(failure) = &behaviour.fail {
-            let applies = behaviour.fail_dataset.is_none() || behaviour.fail_dataset == label;
-            let exhausted =
-                behaviour.fail_times > 0 && inner.failures_served >= behaviour.fail_times;
-            if applies && !exhausted {
-                inner.failures_served += 1;
-                return envelope(failure);
-            }
-        }
+    if let Some(failure) = injected_failure(&state, &request) {
+        return envelope(&failure);
     }
-    let (plan, bytes) = match plan(&state, &request, label.as_deref()) {
-        Ok(planned) => planned,
+    let location = request["location"].as_str().unwrap_or("US").to_owned();
+    let result = match execute_blocking(&state, &request, true).await {
+        Ok(result) => result,
         Err(failure) => return envelope(&failure),
     };
-    let location = request["location"].as_str().unwrap_or("US").to_owned();
     if request["dryRun"] == json!(true) {
         // A dry run validates and prices the query; it starts no job.
         return Json(json!({
             "kind": "bigquery#queryResponse",
             "jobReference": {"projectId": state.project, "location": location},
-            "schema": schema(&plan, &state),
-            "totalBytesProcessed": bytes.to_string(),
+            "schema": result.schema,
+            "totalBytesProcessed": result.bytes.to_string(),
             "jobComplete": false,
             "cacheHit": false,
         }))
@@ -423,28 +373,33 @@ async fn jobs_query(
         .as_str()
         .and_then(|l| l.parse::<u64>().ok())
     {
-        if bytes > limit {
+        if result.bytes > limit {
             return envelope(&Failure::new(
                 400,
                 "INVALID_ARGUMENT",
                 "bytesBilledLimitExceeded",
                 &format!(
-                    "Query exceeded limit for bytes billed: {limit}. {bytes} or higher required."
+                    "Query exceeded limit for bytes billed: {limit}. {} or higher required.",
+                    result.bytes
                 ),
             ));
         }
     }
     let page_size = request["maxResults"].as_u64().map(|n| n as usize);
     let polls = state.inner().behaviour.pending_polls;
-    let result = (polls == 0).then(|| run(&state, &plan));
     let mut job = Job {
-        plan,
+        request,
         result,
-        bytes,
+        ran: false,
         location,
         polls_left: polls,
         tokens: HashMap::new(),
     };
+    if polls == 0 {
+        if let Err(failure) = run_job(&state, &mut job).await {
+            return envelope(&failure);
+        }
+    }
     let mut inner = state.inner();
     inner.next_job += 1;
     let job_id = format!("job_standin_{}", inner.next_job);
@@ -458,6 +413,102 @@ async fn jobs_query(
     );
     inner.jobs.insert(job_id, job);
     Json(answer).into_response()
+}
+
+/// [`execute`] on a blocking thread: the worker answers synchronously.
+async fn execute_blocking(
+    state: &Arc<StandinState>,
+    request: &Value,
+    dry_run: bool,
+) -> Result<Executed, Failure> {
+    let (state, request) = (state.clone(), request.clone());
+    tokio::task::spawn_blocking(move || execute(&state, &request, dry_run))
+        .await
+        .unwrap_or_else(|_| {
+            Err(Failure::new(
+                500,
+                "INTERNAL",
+                "internalError",
+                "the stand-in failed",
+            ))
+        })
+}
+
+/// Runs a job's query once, keeping its result.
+async fn run_job(state: &Arc<StandinState>, job: &mut Job) -> Result<(), Failure> {
+    if !job.ran {
+        job.result = execute_blocking(state, &job.request, false).await?;
+        job.ran = true;
+    }
+    Ok(())
+}
+
+/// Validates a jobs.query request as BigQuery would, then runs it (or, for a dry run,
+/// only plans it) over the stand-in's data.
+fn execute(state: &StandinState, request: &Value, dry_run: bool) -> Result<Executed, Failure> {
+    let location = request["location"].as_str().unwrap_or("US");
+    if request["useLegacySql"] != json!(false) {
+        return Err(invalid_query(
+            "Legacy SQL is not supported by this stand-in: send useLegacySql false",
+        ));
+    }
+    let sql = request["query"].as_str().unwrap_or_default();
+    if sql.trim().is_empty() {
+        return Err(invalid_query("The query is empty"));
+    }
+    let params = parameters(request)?;
+    for (at, name) in referenced_parameters(sql) {
+        if !params.iter().any(|p| p["name"] == name.as_str()) {
+            return Err(invalid_query(format!(
+                "Query parameter '{name}' not found at [offset {at}]"
+            )));
+        }
+    }
+    let (Data::Export(export), Some(worker)) = (&state.data, &state.worker) else {
+        let Data::Table {
+            schema,
+            rows,
+            bytes,
+        } = &state.data
+        else {
+            unreachable!("an export always has its worker")
+        };
+        let rows = if dry_run { Vec::new() } else { rows.clone() };
+        return Ok(Executed {
+            schema: schema.clone(),
+            rows,
+            bytes: *bytes,
+        });
+    };
+    let call = json!({
+        "op": "run", "sql": sql, "params": params, "dry_run": dry_run,
+        "default_dataset": request.get("defaultDataset"),
+        "project": state.project, "dataset": state.dataset, "location": location,
+        "today": state.today().format("%Y-%m-%d").to_string(),
+    });
+    let answer = worker
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .call(&call)
+        .map_err(|err| Failure::new(500, "INTERNAL", "internalError", &format!("{err:#}")))?;
+    if answer["ok"] != true {
+        let text = |key: &str| answer[key].as_str().unwrap_or_default().to_owned();
+        let status = answer["status"]
+            .as_u64()
+            .and_then(|s| u16::try_from(s).ok());
+        return Err(Failure::new(
+            status.unwrap_or(500),
+            &text("code_name"),
+            &text("reason"),
+            &text("message"),
+        ));
+    }
+    let tables: Vec<String> = serde_json::from_value(answer["tables"].clone()).unwrap_or_default();
+    Ok(Executed {
+        schema: answer["schema"].clone(),
+        rows: answer["rows"].as_array().cloned().unwrap_or_default(),
+        bytes: export.bytes_of(&tables),
+    })
 }
 
 async fn get_query_results(
@@ -479,10 +530,16 @@ async fn get_query_results(
     }
     // The poll that finds the job complete runs it, outside the lock.
     let due = match state.inner().jobs.get(&job_id) {
-        Some(job) if job.polls_left == 0 && job.result.is_none() => Some(job.plan.clone()),
+        Some(job) if job.polls_left == 0 && !job.ran => Some(job.request.clone()),
         _ => None,
     };
-    let computed = due.map(|plan| run(&state, &plan));
+    let ran = match due {
+        Some(request) => match execute_blocking(&state, &request, false).await {
+            Ok(result) => Some(result),
+            Err(failure) => return envelope(&failure),
+        },
+        None => None,
+    };
     let mut inner = state.inner();
     let not_found = || {
         envelope(&Failure::new(
@@ -495,8 +552,10 @@ async fn get_query_results(
     let Some(job) = inner.jobs.get_mut(&job_id) else {
         return not_found();
     };
-    if let Some(computed) = computed {
-        job.result.get_or_insert(computed);
+    if let Some(result) = ran {
+        if !job.ran {
+            (job.result, job.ran) = (result, true);
+        }
     }
     // A job is found in its own location only, and outside the US and EU multi-regions
     // only when the request names that location.
@@ -547,18 +606,15 @@ fn respond(
         job.polls_left -= 1;
         return json!({"kind": format!("bigquery#{kind}"), "jobReference": reference, "jobComplete": false});
     }
-    let incomplete = json!({"kind": format!("bigquery#{kind}"), "jobReference": reference, "jobComplete": false});
-    let Some((schema, rows)) = &job.result else {
-        return incomplete;
-    };
+    let rows = &job.result.rows;
     let end = page_size.map_or(rows.len(), |size| (offset + size.max(1)).min(rows.len()));
     let mut answer = json!({
         "kind": format!("bigquery#{kind}"),
         "jobReference": reference,
         "jobComplete": true,
         "totalRows": rows.len().to_string(),
-        "schema": schema,
-        "totalBytesProcessed": job.bytes.to_string(),
+        "schema": job.result.schema,
+        "totalBytesProcessed": job.result.bytes.to_string(),
         "cacheHit": false,
     });
     // Like BigQuery, no `rows` key at all when the page is empty.
@@ -577,41 +633,60 @@ fn respond(
     answer
 }
 
-/// How a job's rows are computed, decided (and the query validated) when it arrives.
-#[derive(Debug, Clone)]
-enum Plan {
-    /// The fixed result of [`Data::Table`].
-    Table,
-    /// A query that reads no table, such as the hub's `SELECT 1` health probe.
-    Probe,
-    /// One of the GA4 queries: `dataset` is its `metrics_hub_dataset` label.
-    Ga4 { dataset: String, window: Window },
+/// Scalar parameter types BigQuery accepts, and whether a value is valid for each.
+fn valid_parameter(kind: &str, value: &str) -> Option<bool> {
+    let valid = match kind {
+        "STRING" => true,
+        "INT64" | "INTEGER" => value.parse::<i64>().is_ok(),
+        "FLOAT64" | "FLOAT" => {
+            value.parse::<f64>().is_ok() || ["NaN", "Infinity", "-Infinity"].contains(&value)
+        }
+        "BOOL" | "BOOLEAN" => {
+            value.eq_ignore_ascii_case("true") || value.eq_ignore_ascii_case("false")
+        }
+        "DATE" => NaiveDate::parse_from_str(value, "%Y-%m-%d").is_ok(),
+        "NUMERIC" | "BIGNUMERIC" | "TIMESTAMP" | "DATETIME" => true,
+        _ => return None,
+    };
+    Some(valid)
 }
 
-/// The typed parameters of a request, by name: (type, value).
-fn parameters(request: &Value) -> Result<HashMap<String, (String, Option<String>)>, Failure> {
-    let mut named = HashMap::new();
+/// The typed named parameters of a request as `{name, type, value}`, each checked: a
+/// parameter without a name or a known scalar type, or with a value its type cannot hold,
+/// is refused as BigQuery refuses it.
+fn parameters(request: &Value) -> Result<Vec<Value>, Failure> {
     let Some(list) = request["queryParameters"].as_array() else {
-        return Ok(named);
+        return Ok(Vec::new());
     };
     if !list.is_empty() && request["parameterMode"] != json!("NAMED") {
         return Err(invalid_query(
             "Positional parameters are not supported here: set parameterMode NAMED",
         ));
     }
+    let mut named = Vec::new();
     for parameter in list {
-        let name = parameter["name"].as_str().unwrap_or_default().to_owned();
+        let name = parameter["name"].as_str().unwrap_or_default();
         let kind = parameter["parameterType"]["type"]
             .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let value = parameter["parameterValue"]["value"]
-            .as_str()
-            .map(str::to_owned);
+            .unwrap_or_default();
+        let value = parameter["parameterValue"]["value"].as_str();
         if name.is_empty() || kind.is_empty() {
             return Err(invalid_query("Query parameters need a name and a type"));
         }
-        named.insert(name, (kind, value));
+        match value.map(|v| valid_parameter(kind, v)) {
+            Some(None) => {
+                return Err(invalid_query(format!(
+                    "Unsupported query parameter type {kind} for parameter {name}"
+                )))
+            }
+            Some(Some(false)) => {
+                return Err(invalid_query(format!(
+                    "Invalid value for query parameter {name} of type {kind}"
+                )))
+            }
+            _ => {}
+        }
+        named.push(json!({"name": name, "type": kind, "value": value}));
     }
     Ok(named)
 }
@@ -644,383 +719,9 @@ fn referenced_parameters(sql: &str) -> Vec<(usize, String)> {
     found
 }
 
-/// The parameter named right after `pattern` in the SQL (e.g. `client = @`), if any.
-fn parameter_after(sql: &str, pattern: &str) -> Option<String> {
-    let start = sql.find(pattern)? + pattern.len();
-    let name: String = sql[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    Some(name)
-}
-
-/// The STRING value of parameter `name`; a value of another type is the error BigQuery
-/// gives when comparing it with a STRING column.
-fn string_parameter(
-    params: &HashMap<String, (String, Option<String>)>,
-    name: &str,
-    column: &str,
-) -> Result<Option<String>, Failure> {
-    match params.get(name) {
-        Some((kind, value)) if kind == "STRING" => Ok(value.clone()),
-        Some((kind, _)) => Err(invalid_query(format!(
-            "No matching signature for operator = for argument types: STRING, {kind}. Supported signature: ANY = ANY (comparing {column})"
-        ))),
-        None => Err(invalid_query(format!("Query parameter '{name}' not found"))),
-    }
-}
-
-/// Validates a jobs.query request as BigQuery would and plans its result; also returns
-/// the bytes the query scans.
-fn plan(
-    state: &StandinState,
-    request: &Value,
-    label: Option<&str>,
-) -> Result<(Plan, u64), Failure> {
-    if request["useLegacySql"] != json!(false) {
-        return Err(invalid_query(
-            "Legacy SQL is not supported by this stand-in: send useLegacySql false",
-        ));
-    }
-    let sql = request["query"].as_str().unwrap_or_default();
-    if sql.trim().is_empty() {
-        return Err(invalid_query("The query is empty"));
-    }
-    let params = parameters(request)?;
-    for (at, name) in referenced_parameters(sql) {
-        if !params.contains_key(&name) {
-            return Err(invalid_query(format!(
-                "Query parameter '{name}' not found at [offset {at}]"
-            )));
-        }
-    }
-    let reads_events = sql.contains("`events_*`");
-    if reads_events {
-        let default = &request["defaultDataset"];
-        match (default["projectId"].as_str(), default["datasetId"].as_str()) {
-            (None, _) | (_, None) => {
-                return Err(invalid_query(
-                    "Table name \"events_*\" missing dataset while no default dataset is set in the request.",
-                ))
-            }
-            (Some(project), Some(dataset)) if project != state.project || dataset != state.dataset => {
-                return Err(Failure::new(
-                    404,
-                    "NOT_FOUND",
-                    "notFound",
-                    &format!("Not found: Dataset {project}:{dataset} was not found in location US"),
-                ))
-            }
-            _ => {}
-        }
-    }
-    match &state.data {
-        Data::Table { bytes, .. } => Ok((Plan::Table, *bytes)),
-        Data::Events(_) if !reads_events => Ok((Plan::Probe, 0)),
-        Data::Events(_) => {
-            let dataset = match label {
-                Some(name @ ("summary" | "daily" | "features" | "clients")) => name.to_owned(),
-                _ => {
-                    return Err(invalid_query(
-                        "The stand-in evaluates the GA4 queries of a metrics-hub dataset (label metrics_hub_dataset) only",
-                    ))
-                }
-            };
-            let window = Window::from_sql(sql, &params)?;
-            let (from, to) = (day_number(&window.from), day_number(&window.to));
-            let bytes = state
-                .derived
-                .iter()
-                .filter(|d| d.day >= from && d.day <= to)
-                .map(|d| d.bytes)
-                .sum();
-            Ok((Plan::Ga4 { dataset, window }, bytes))
-        }
-    }
-}
-
-/// The result schema of a plan.
-fn schema(plan: &Plan, state: &StandinState) -> Value {
-    match (plan, &state.data) {
-        (Plan::Table, Data::Table { schema, .. }) => schema.clone(),
-        (Plan::Ga4 { dataset, .. }, _) => match dataset.as_str() {
-            "summary" => json!({"fields": [
-                field("total_users", "INTEGER"), field("total_events", "INTEGER"),
-                field("page_views", "INTEGER"), field("active_clients", "INTEGER"),
-            ]}),
-            "daily" => json!({"fields": [
-                field("event_date", "STRING"), field("users", "INTEGER"), field("events", "INTEGER"),
-            ]}),
-            "features" => {
-                json!({"fields": [field("feature", "STRING"), field("views", "INTEGER")]})
-            }
-            _ => json!({"fields": [
-                field("client", "STRING"), field("events", "INTEGER"),
-                field("users", "INTEGER"), field("page_views", "INTEGER"),
-            ]}),
-        },
-        _ => json!({"fields": [field("f0_", "INTEGER")]}),
-    }
-}
-
-/// Runs a plan: the result schema and its encoded rows.
-fn run(state: &StandinState, plan: &Plan) -> (Value, Vec<Value>) {
-    let rows = match (plan, &state.data) {
-        (Plan::Table, Data::Table { rows, .. }) => rows.clone(),
-        (Plan::Ga4 { dataset, window }, Data::Events(events)) => {
-            let (from, to) = (day_number(&window.from), day_number(&window.to));
-            let scanned: Vec<(&Ga4Event, &Derived)> = events
-                .iter()
-                .zip(&state.derived)
-                .filter(|(e, d)| {
-                    d.day >= from
-                        && d.day <= to
-                        && window
-                            .event_name
-                            .as_ref()
-                            .is_none_or(|n| e.event_name == *n)
-                })
-                .collect();
-            match dataset.as_str() {
-                "summary" => summary(&scanned, window),
-                "daily" => daily(&scanned, window),
-                "features" => features(&scanned, window),
-                _ => clients(&scanned, window),
-            }
-        }
-        _ => vec![json!({"f": [{"v": "1"}]})],
-    };
-    (schema(plan, state), rows)
-}
-
-/// What the GA4 queries restrict, read from the typed parameters their SQL names.
-#[derive(Debug, Clone)]
-struct Window {
-    from: String,
-    to: String,
-    event_name: Option<String>,
-    client: Option<String>,
-}
-
-impl Window {
-    fn from_sql(
-        sql: &str,
-        params: &HashMap<String, (String, Option<String>)>,
-    ) -> Result<Window, Failure> {
-        let between = "_TABLE_SUFFIX BETWEEN @";
-        let Some(from_name) = parameter_after(sql, between) else {
-            return Err(invalid_query(
-                "The stand-in needs `_TABLE_SUFFIX BETWEEN @a AND @b` to prune the events_* tables",
-            ));
-        };
-        let after = &sql[sql.find(between).unwrap_or_default()..];
-        let to_name = parameter_after(after, " AND @").unwrap_or_default();
-        let suffix = |name: &str| -> Result<String, Failure> {
-            match params.get(name) {
-                Some((kind, Some(value))) if kind == "STRING" => Ok(value.clone()),
-                Some((kind, _)) => Err(invalid_query(format!(
-                    "No matching signature for operator BETWEEN for argument types: STRING, {kind}, {kind}"
-                ))),
-                None => Err(invalid_query(format!("Query parameter '{name}' not found"))),
-            }
-        };
-        let event_name = match parameter_after(sql, "event_name = @") {
-            Some(name) => string_parameter(params, &name, "event_name")?,
-            None => None,
-        };
-        let client = match parameter_after(sql, "client = @") {
-            Some(name) => string_parameter(params, &name, "client")?,
-            None => None,
-        };
-        Ok(Window {
-            from: suffix(&from_name)?,
-            to: suffix(&to_name)?,
-            event_name,
-            client,
-        })
-    }
-}
-
-/// `REGEXP_EXTRACT(CONCAT(url, '/'), r'^https://([^./]+)\.8020rei\.com[/?#:]')`.
-fn client_of_url(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("https://")?;
-    let end = rest.find(['.', '/'])?;
-    if end == 0 || !rest[end..].starts_with('.') {
-        return None;
-    }
-    let tail = format!("{}/", &rest[end..]);
-    let boundary = tail.strip_prefix(".8020rei.com")?.chars().next()?;
-    matches!(boundary, '/' | '?' | '#' | ':').then(|| rest[..end].to_owned())
-}
-
-/// The CASE over STRPOS in the features query: first pattern found wins.
-fn feature_of_url(url: &str) -> &'static str {
-    const FEATURES: [(&str, &str); 8] = [
-        ("/home", "Home Dashboard"),
-        ("/buybox/deals", "Buybox - Deals"),
-        ("/buybox", "Buybox"),
-        ("/properties", "Properties"),
-        ("/importer", "Importer"),
-        ("/integrations/api-tokens", "API Tokens"),
-        ("/integrations", "Integrations"),
-        ("/session/login", "Login"),
-    ];
-    FEATURES
-        .iter()
-        .find(|(pattern, _)| url.contains(pattern))
-        .map_or("Other", |(_, feature)| feature)
-}
-
-fn field(name: &str, kind: &str) -> Value {
-    json!({"name": name, "type": kind, "mode": "NULLABLE"})
-}
-
-fn cell(value: impl ToString) -> Value {
-    json!({"v": value.to_string()})
-}
-
-/// The columns the GA4 queries derive from one row, computed once when the stand-in
-/// starts rather than per query (a debug build would take seconds per scan otherwise).
-#[derive(Debug)]
-struct Derived {
-    /// `event_date` as a number, for the `_TABLE_SUFFIX` range.
-    day: u32,
-    /// `REGEXP_EXTRACT(...)` over page_location.
-    client: Option<String>,
-    /// The features query's CASE; `None` without a page_location.
-    feature: Option<&'static str>,
-    bytes: u64,
-}
-
-impl Derived {
-    fn of(event: &Ga4Event) -> Derived {
-        let page = event.page_location();
-        Derived {
-            day: day_number(&event.event_date),
-            client: page.and_then(client_of_url),
-            feature: page.map(feature_of_url),
-            bytes: event.bytes(),
-        }
-    }
-}
-
-/// `YYYYMMDD` as a number; anything else sorts before every day.
-fn day_number(text: &str) -> u32 {
-    if text.len() == 8 {
-        text.parse().unwrap_or(0)
-    } else {
-        0
-    }
-}
-
-type Scanned<'a> = [(&'a Ga4Event, &'a Derived)];
-
-/// The rows whose client passes the `client = @x` filter.
-fn scoped<'a>(rows: &Scanned<'a>, window: &Window) -> Vec<(&'a Ga4Event, &'a Derived)> {
-    rows.iter()
-        .filter(|(_, d)| window.client.is_none() || d.client == window.client)
-        .copied()
-        .collect()
-}
-
-fn summary(events: &Scanned<'_>, window: &Window) -> Vec<Value> {
-    let rows = scoped(events, window);
-    let users: HashSet<&str> = rows
-        .iter()
-        .map(|(e, _)| e.user_pseudo_id.as_str())
-        .collect();
-    let clients: HashSet<&str> = rows
-        .iter()
-        .filter_map(|(_, d)| d.client.as_deref())
-        .collect();
-    let views = rows
-        .iter()
-        .filter(|(e, _)| e.event_name == "page_view")
-        .count();
-    let row = json!({"f": [cell(users.len()), cell(rows.len()), cell(views), cell(clients.len())]});
-    vec![row]
-}
-
-fn daily(events: &Scanned<'_>, window: &Window) -> Vec<Value> {
-    let mut days: BTreeMap<&str, (HashSet<&str>, usize)> = BTreeMap::new();
-    for (event, _) in scoped(events, window) {
-        let day = days.entry(event.event_date.as_str()).or_default();
-        day.0.insert(event.user_pseudo_id.as_str());
-        day.1 += 1;
-    }
-    days.into_iter()
-        .map(|(day, (users, count))| json!({"f": [cell(day), cell(users.len()), cell(count)]}))
-        .collect()
-}
-
-fn features(events: &Scanned<'_>, window: &Window) -> Vec<Value> {
-    let views: Vec<(&Ga4Event, &Derived)> = events
-        .iter()
-        .filter(|(e, d)| e.event_name == "page_view" && d.feature.is_some())
-        .copied()
-        .collect();
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, derived) in scoped(&views, window) {
-        match derived.feature {
-            Some("Other") | None => {}
-            Some(feature) => *counts.entry(feature).or_default() += 1,
-        }
-    }
-    let mut counts: Vec<(&str, usize)> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    counts
-        .into_iter()
-        .map(|(feature, views)| json!({"f": [cell(feature), cell(views)]}))
-        .collect()
-}
-
-fn clients(events: &Scanned<'_>, window: &Window) -> Vec<Value> {
-    let mut per_client: HashMap<&str, (usize, HashSet<&str>, usize)> = HashMap::new();
-    for (event, derived) in scoped(events, window) {
-        let Some(client) = derived.client.as_deref() else {
-            continue;
-        };
-        let entry = per_client.entry(client).or_default();
-        entry.0 += 1;
-        entry.1.insert(event.user_pseudo_id.as_str());
-        entry.2 += usize::from(event.event_name == "page_view");
-    }
-    let mut list: Vec<(&str, usize, usize, usize)> = per_client
-        .into_iter()
-        .map(|(client, (events, users, views))| (client, events, users.len(), views))
-        .collect();
-    list.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    list.truncate(20);
-    list.into_iter()
-        .map(|(client, events, users, views)| {
-            json!({"f": [cell(client), cell(events), cell(users), cell(views)]})
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clients_follow_the_regular_expression() {
-        assert_eq!(
-            client_of_url("https://acme.8020rei.com/home").as_deref(),
-            Some("acme")
-        );
-        assert_eq!(
-            client_of_url("https://acme.8020rei.com").as_deref(),
-            Some("acme")
-        );
-        assert_eq!(
-            client_of_url("https://acme.8020rei.com:443/x").as_deref(),
-            Some("acme")
-        );
-        assert_eq!(client_of_url("https://a.b.8020rei.com/"), None);
-        assert_eq!(client_of_url("https://8020rei.com/"), None);
-        assert_eq!(client_of_url("https://acme.8020rei.community/"), None);
-        assert_eq!(client_of_url("https://x/acme.8020rei.com/"), None);
-    }
 
     #[test]
     fn parameters_named_in_sql_are_found() {
@@ -1030,6 +731,27 @@ mod tests {
             .map(|(_, n)| n)
             .collect();
         assert_eq!(names, vec!["p1", "p2", "p3"]);
-        assert_eq!(parameter_after(sql, "client = @").as_deref(), Some("p3"));
+    }
+
+    #[test]
+    fn parameters_must_be_typed_and_hold_their_type() {
+        let request = |kind: &str, value: &str| {
+            json!({"parameterMode": "NAMED", "queryParameters": [
+                {"name": "p1", "parameterType": {"type": kind}, "parameterValue": {"value": value}}
+            ]})
+        };
+        assert!(parameters(&request("STRING", "20260101")).is_ok());
+        assert!(parameters(&request("DATE", "2026-01-01")).is_ok());
+        assert!(parameters(&request("INT64", "30")).is_ok());
+        for (kind, value) in [
+            ("INT64", "3.5"),
+            ("DATE", "20260101"),
+            ("BOOL", "yes"),
+            ("TEXT", "x"),
+            ("", "x"),
+        ] {
+            let err = parameters(&request(kind, value)).unwrap_err();
+            assert_eq!(err.reason, "invalidQuery", "{kind} {value}");
+        }
     }
 }

@@ -7,8 +7,9 @@ use chrono::NaiveDate;
 use metrics_hub::kinds::sql::demo::DemoEvent;
 use serde_json::{json, Value};
 
-/// The client subdomain of a URL `https://CLIENT.8020rei.com/...`, as the original GA4
-/// query's `https://([^.]+)\.8020rei\.com` extracted it for the app's own pages.
+/// The client subdomain of a URL `https://CLIENT.8020rei.com/...`, by the shipped sources'
+/// rule (which agrees with the original GA4 query's `https://([^.]+)\.8020rei\.com` on the
+/// app's own pages; tests/ga4_fidelity.rs shows where they differ).
 pub fn client_of(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("https://")?;
     let host_end = rest.find(['/', '?', '#', ':']).unwrap_or(rest.len());

@@ -1,14 +1,18 @@
 //! Test harness for end-to-end tests and benchmarks: a real PostgreSQL server in a
 //! temporary cluster, the hub served on port 0 over a sources directory, and a headless
-//! Chromium driven through chromedriver ([`browser`]) for the built-in pages.
+//! Chromium driven through chromedriver ([`browser`]) for the built-in pages, and the
+//! vendors' stand-ins (BigQuery's executes its SQL over a GA4 export, [`ga4_export`]).
 //!
 //! PostgreSQL refuses to run as root, so when the tests run as root (CI does) the
 //! cluster belongs to the `postgres` user and every server command goes through
 //! `runuser -u postgres`.
 
+pub mod bigquery_sql;
 pub mod bigquery_standin;
 pub mod browser;
 pub mod expected;
+pub mod ga4_export;
+pub mod ga4_originals;
 pub mod hubspot_standin;
 pub mod rest_standin;
 pub mod salesforce_standin;

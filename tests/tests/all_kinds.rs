@@ -7,8 +7,9 @@ use std::collections::{BTreeSet, HashMap};
 use chrono::Utc;
 use metrics_hub::hub::HubSettings;
 use metrics_hub::kinds::sql::demo;
-use metrics_hub_tests::bigquery_standin::{BigqueryStandin, Data, Ga4Event};
+use metrics_hub_tests::bigquery_standin::{BigqueryStandin, Data};
 use metrics_hub_tests::expected::{expected, Narrow};
+use metrics_hub_tests::ga4_export::Ga4Export;
 use metrics_hub_tests::rest_standin::{self, Event, RestStandIn};
 use metrics_hub_tests::{repo_root, sources_dir, TestHub};
 use serde_json::{json, Value};
@@ -23,14 +24,15 @@ async fn sql_bigquery_and_rest_sources_merge_into_one_answer() {
     let events = demo::generate(today);
 
     // BigQuery holds the demo's events as GA4 export rows.
-    let rows: Vec<Ga4Event> = events.iter().map(Ga4Event::from_demo).collect();
+    let export = Ga4Export::daily(&events);
     let bigquery = BigqueryStandin::start(
         "standin-project",
         "analytics_489035450",
-        Data::Events(rows.into()),
+        Data::Export(export.into()),
     )
     .await
     .unwrap();
+    bigquery.set_today(today);
     let ga4 = shipped("ga4-bigquery.yaml")
         .replacen(
             "enabled: \"${GOOGLE_APPLICATION_CREDENTIALS_JSON:+true}\"",

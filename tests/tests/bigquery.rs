@@ -1,8 +1,9 @@
 //! End-to-end: the shipped `ga4-bigquery` source against a local BigQuery REST v2 stand-in,
 //! driven through the real `gcp-bigquery-client`, merged with the shipped SQLite demo.
-//! The stand-in holds the demo's events as GA4 export rows and evaluates the queries over
-//! them; the expected numbers are computed independently from the same events
-//! (`metrics_hub_tests::expected`).
+//! The stand-in holds the demo's events as GA4 export rows and executes the shipped SQL
+//! over them; the expected numbers are computed independently from the same events
+//! (`metrics_hub_tests::expected`). tests/ga4_fidelity.rs compares the port with the
+//! original queries.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -16,10 +17,9 @@ use metrics_hub::kinds::KindSpec;
 use metrics_hub::load;
 use metrics_hub::model::{Dataset, QueryParams};
 use metrics_hub::template::BindValue;
-use metrics_hub_tests::bigquery_standin::{
-    scan_bytes, Behaviour, BigqueryStandin, Data, Failure, Ga4Event, Recorded,
-};
+use metrics_hub_tests::bigquery_standin::{Behaviour, BigqueryStandin, Data, Failure, Recorded};
 use metrics_hub_tests::expected::{expected, Narrow};
+use metrics_hub_tests::ga4_export::Ga4Export;
 use metrics_hub_tests::{details, get, repo_root, sources_dir, TestHub};
 use serde_json::{json, Value};
 
@@ -86,11 +86,12 @@ async fn setup_with(
     timeout: &str,
     env: &[(&str, &str)],
 ) -> Setup {
-    let rows: Vec<Ga4Event> = events.iter().map(Ga4Event::from_demo).collect();
-    let standin = BigqueryStandin::start(PROJECT, DATASET, Data::Events(rows.into()))
+    let export = Ga4Export::daily(&events);
+    let standin = BigqueryStandin::start(PROJECT, DATASET, Data::Export(export.into()))
         .await
         .unwrap();
     standin.set(behaviour);
+    standin.set_today(today);
     let data = tempfile::tempdir().unwrap();
     let sources = sources_dir(&[
         ("demo.yaml", shipped("demo.yaml")),
@@ -135,6 +136,14 @@ fn queries(requests: &[Recorded]) -> Vec<&Recorded> {
 
 fn yyyymmdd(date: NaiveDate) -> String {
     date.format("%Y%m%d").to_string()
+}
+
+/// The daily tables of `from..=to`.
+fn tables_between(from: NaiveDate, to: NaiveDate) -> Vec<String> {
+    from.iter_days()
+        .take_while(|day| *day <= to)
+        .map(|day| format!("events_{}", yyyymmdd(day)))
+        .collect()
 }
 
 /// The typed parameters of a recorded jobs.query, by name: (type, value).
@@ -216,18 +225,28 @@ async fn ga4_bigquery_and_the_demo_merge_to_independently_computed_numbers() {
     let (from, to) = (yyyymmdd(start), yyyymmdd(s.today));
     for request in &posted {
         assert_well_formed(request, "1000000000");
+        let text = |value: &str| ("STRING".to_owned(), value.to_owned());
         assert_eq!(
             parameters(request),
             BTreeMap::from([
-                ("p1".to_owned(), ("STRING".to_owned(), from.clone())),
-                ("p2".to_owned(), ("STRING".to_owned(), to.clone())),
+                ("p1".to_owned(), text(&from)),
+                ("p2".to_owned(), text(&to)),
+                ("p3".to_owned(), text(&format!("intraday_{from}"))),
+                ("p4".to_owned(), text(&format!("intraday_{to}"))),
             ])
         );
         let text = sql(request);
-        assert!(text.contains("_TABLE_SUFFIX BETWEEN @p1 AND @p2"), "{text}");
-        assert!(text.contains("FROM `events_*`"), "{text}");
+        assert!(
+            text.contains("_TABLE_SUFFIX BETWEEN @p1 AND @p2")
+                && text.contains("_TABLE_SUFFIX BETWEEN @p3 AND @p4"),
+            "{text}"
+        );
+        // Named fully qualified, from the connection's project and dataset.
+        assert!(
+            text.contains(&format!("FROM `{PROJECT}.{DATASET}.events_*`")),
+            "{text}"
+        );
         assert!(!text.contains(&from) && !text.contains(&to), "{text}");
-        assert!(!text.contains(PROJECT) && !text.contains(DATASET), "{text}");
     }
 
     // Each job answered jobComplete false twice (jobs.query, then one poll), so each was
@@ -464,10 +483,10 @@ async fn the_cost_guard_is_sent_with_every_query_and_enforced() {
     let today = Utc::now().date_naive();
     let start = today - chrono::Days::new(30);
     let events = demo::generate(today);
-    let rows: Vec<Ga4Event> = events.iter().map(Ga4Event::from_demo).collect();
+    let export = Ga4Export::daily(&events);
     let day = yyyymmdd(today - chrono::Days::new(1));
-    let one_day_bytes = scan_bytes(&rows, &day, &day);
-    let month_bytes = scan_bytes(&rows, &yyyymmdd(start), &yyyymmdd(today));
+    let one_day_bytes = export.bytes_of(&[format!("events_{day}")]);
+    let month_bytes = export.bytes_of(&tables_between(start, today));
     assert!(2 * one_day_bytes < month_bytes);
     let guard = (2 * one_day_bytes).to_string();
     let s = setup_with(
@@ -646,10 +665,14 @@ async fn typed_and_nested_cells_decode_through_the_real_client_across_pages() {
 async fn dry_run_reports_what_each_query_would_scan_without_running_it() {
     let today = Utc::now().date_naive();
     let events = demo::generate(today);
-    let rows: Vec<Ga4Event> = events.iter().map(Ga4Event::from_demo).collect();
-    let standin = BigqueryStandin::start(PROJECT, DATASET, Data::Events(rows.into()))
-        .await
-        .unwrap();
+    let standin = BigqueryStandin::start(
+        PROJECT,
+        DATASET,
+        Data::Export(Ga4Export::daily(&events).into()),
+    )
+    .await
+    .unwrap();
+    standin.set_today(today);
     let dir = sources_dir(&[
         ("ga4-bigquery.yaml", ga4_against(&standin, "15s")),
         ("demo.yaml", shipped("demo.yaml")),
@@ -668,7 +691,8 @@ async fn dry_run_reports_what_each_query_would_scan_without_running_it() {
     let report = dry_run(spec("ga4-bigquery"), &params).await.unwrap();
     assert_eq!(report.maximum_bytes_billed, 1_000_000_000);
     let estimates = report.estimates;
-    let bytes = standin.scan_bytes(&yyyymmdd(params.start_date), &yyyymmdd(params.end_date));
+    // The window's daily tables; it has no intraday ones.
+    let bytes = standin.bytes_of(&tables_between(params.start_date, params.end_date));
     assert!(bytes > 0);
     assert_eq!(
         estimates
@@ -730,11 +754,15 @@ fn the_shipped_file_loads_disabled_without_credentials_and_enabled_with_them() {
             .render(dataset.as_str(), &params)
             .unwrap();
         assert!(query.sql.contains("_TABLE_SUFFIX BETWEEN @p1 AND @p2"));
+        assert!(query.sql.contains("_TABLE_SUFFIX BETWEEN @p3 AND @p4"));
+        let text = |t: &str| BindValue::Text(t.into());
         assert_eq!(
             query.binds,
             vec![
-                BindValue::Text("20260101".into()),
-                BindValue::Text("20260131".into())
+                text("20260101"),
+                text("20260131"),
+                text("intraday_20260101"),
+                text("intraday_20260131")
             ]
         );
     }

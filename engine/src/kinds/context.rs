@@ -91,7 +91,22 @@ pub fn compile_sql_queries(
     placeholder: Placeholder,
     problems: &mut Problems,
 ) -> (QueryTemplates, BTreeSet<Dataset>) {
-    let mut templates = QueryTemplates::new(placeholder, context.identifiers.clone());
+    compile_sql_queries_with(context, placeholder, BTreeMap::new(), problems)
+}
+
+/// [`compile_sql_queries`] with identifiers the kind derives from its connection (see
+/// [`QueryTemplates::with_connection_identifiers`]), e.g. bigquery's project and dataset.
+pub fn compile_sql_queries_with(
+    context: &KindContext<'_>,
+    placeholder: Placeholder,
+    connection: BTreeMap<&'static str, String>,
+    problems: &mut Problems,
+) -> (QueryTemplates, BTreeSet<Dataset>) {
+    let mut templates = QueryTemplates::with_connection_identifiers(
+        placeholder,
+        context.identifiers.clone(),
+        connection,
+    );
     let mut datasets = BTreeSet::new();
     context.require_queries(problems);
     for (dataset, pointer, query) in context.typed_queries::<SqlQueryConfig>(problems) {

@@ -25,7 +25,8 @@ use async_trait::async_trait;
 use schemars::SchemaGenerator;
 
 pub use context::{
-    check_query_templates, compile_sql_queries, sample_params, KindContext, SqlQueryConfig,
+    check_query_templates, compile_sql_queries, compile_sql_queries_with, sample_params,
+    KindContext, SqlQueryConfig,
 };
 pub use schema::KindSchema;
 

@@ -4,11 +4,14 @@
 //!
 //! Request values reach BigQuery only as named query parameters: `bind()` writes `@p1`,
 //! `@p2`, ... and the source sends each value typed (STRING, INT64, FLOAT64, BOOL, DATE).
-//! The project and dataset never enter the SQL text at all: the source sends them as the
-//! request's `defaultDataset`, so templates name tables unqualified (`` `events_*` ``) and
-//! the same file runs against whichever project and dataset the environment selects.
+//! The project and dataset reach the SQL text only through `ident()`: templates see them
+//! as the variables `project` and `dataset`, whose values (checked here as a project id
+//! and a dataset id) are the allowlist `ident()` adds to the source's `identifiers`, so
+//! `` `{{ ident(project) }}.{{ ident(dataset) }}.events_*` `` names the table fully
+//! qualified and the same file runs against whichever project and dataset the environment
+//! selects. They are also sent as the request's `defaultDataset`, for unqualified names.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +37,9 @@ struct ConnectionConfig {
     project: String,
     /// The dataset unqualified table names resolve in (sent as the query's
     /// defaultDataset), e.g. "${BIGQUERY_DATASET:-analytics_123456789}" for a GA4 export.
-    /// It may be "" in a disabled source.
+    /// Templates can name a table fully qualified as
+    /// `{{ ident(project) }}.{{ ident(dataset) }}.TABLE` inside backticks. It may be "" in a
+    /// disabled source.
     dataset: String,
     /// How the hub authenticates.
     credentials: CredentialsConfig,
@@ -133,7 +138,7 @@ pub struct BigquerySpec {
 /// This kind's part of the source-file schema.
 pub fn schema(generator: &mut SchemaGenerator) -> KindSchema {
     KindSchema {
-        description: "A source read from Google BigQuery (REST v2): each query is a minijinja template rendered per request into standard SQL whose request values are named query parameters (@p1, @p2, ...) sent with their types. Tables are named unqualified, e.g. `events_*` in backticks: every query runs with connection.project and connection.dataset as its default dataset.",
+        description: "A source read from Google BigQuery (REST v2): each query is a minijinja template rendered per request into standard SQL whose request values are named query parameters (@p1, @p2, ...) sent with their types. Name tables fully qualified through ident(), e.g. `{{ ident(project) }}.{{ ident(dataset) }}.events_*` in backticks (the variables project and dataset hold connection.project and connection.dataset); unqualified names resolve in the default dataset every query is sent with.",
         connection: generator.subschema_for::<ConnectionConfig>(),
         query: generator.subschema_for::<SqlQueryConfig>(),
         required: &["connection", "queries"],
@@ -195,8 +200,19 @@ pub fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Option<Big
     let base_url = compile_base_url(connection.base_url.as_deref(), problems);
     let loopback = base_url.as_deref().is_some_and(is_loopback_url);
     let credentials = compile_credentials(connection.credentials, enabled, loopback, problems);
-    let (templates, datasets) =
-        crate::kinds::compile_sql_queries(context, Placeholder::Named, problems);
+    // The checked names only: a project or dataset id that failed its check above is
+    // already an error, and must not become something ident() writes.
+    let checked = |name: &str, ok: bool| if ok { name.to_owned() } else { String::new() };
+    let connection_identifiers = BTreeMap::from([
+        ("project", checked(&project, valid_project(&project))),
+        ("dataset", checked(&dataset, valid_dataset(&dataset))),
+    ]);
+    let (templates, datasets) = crate::kinds::compile_sql_queries_with(
+        context,
+        Placeholder::Named,
+        connection_identifiers,
+        problems,
+    );
     Some(BigquerySpec {
         project,
         dataset,
@@ -240,11 +256,7 @@ fn compile_dataset(text: &str, enabled: bool, problems: &mut Problems) -> String
                 "the source is enabled but its dataset is empty: set the variable it reads or disable the source",
             );
         }
-    } else if dataset.len() > 1024
-        || !dataset
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
+    } else if !valid_dataset(&dataset) {
         problems.add(
             "/connection/dataset",
             "not a BigQuery dataset id: use letters, digits and _ (e.g. analytics_123456789)",
@@ -326,6 +338,13 @@ fn compile_credentials(
             Credentials::None
         }
     }
+}
+
+fn valid_dataset(dataset: &str) -> bool {
+    dataset.len() <= 1024
+        && dataset
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 fn valid_project(project: &str) -> bool {
