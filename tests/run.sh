@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 # machine simply builds from nothing.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/metrics-hub-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# Incremental artefacts only help an edit-compile loop; in a one-shot run they cost
+# disk (about 10 GB here) and time.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -26,6 +29,12 @@ fi
 if ! python3 -c 'import sqlglot, duckdb' >/dev/null 2>&1; then
   step "installing sqlglot and duckdb"
   python3 -m pip install -q sqlglot==30.31.0 duckdb==2.0.1
+fi
+# /metrics is checked with the Python Prometheus client's OpenMetrics parser
+# (engine/tests/operations.rs), an implementation independent of the hub's.
+if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
+  step "installing prometheus-client"
+  python3 -m pip install -q prometheus-client==0.26.0
 fi
 
 step "format"

@@ -1,6 +1,7 @@
 // The admin page at `/admin/sources`: every source with its health, last fetch, last error,
-// latency and cache, the files that failed validation, and the actions an admin needs
-// (re-check a source, clear one cache or all). It reads and acts only through the JSON API.
+// latency and cache (stale entries too), the files that failed validation (and, beside a
+// source, a rejected change to its file), the configuration generation, and the actions
+// an admin needs (re-check a source, clear one cache or all, reload the sources). It reads and acts only through the JSON API.
 // The ids and data-* attributes the browser tests read are listed in docs/pages.md.
 "use strict";
 
@@ -28,15 +29,25 @@
     const check = source.lastCheck;
     const error = source.lastError;
     const cache = source.cache || {};
-    const cacheText = source.cacheTtlSeconds === 0
+    const cacheText = source.cacheTtlSeconds === 0 && !source.staleIfErrorSeconds
       ? "off"
       : `TTL ${duration(source.cacheTtlSeconds)} · ${cache.entries} ${cache.entries === 1 ? "entry" : "entries"}` +
-        (cache.newestFetchedAt ? ` · newest ${ago(cache.newestFetchedAt).replace(" ago", " old")}` : "");
+        (cache.staleEntries ? ` (${cache.staleEntries} stale)` : "") +
+        (cache.newestFetchedAt ? ` · newest ${ago(cache.newestFetchedAt).replace(" ago", " old")}` : "") +
+        (source.staleWhileRevalidateSeconds ? ` · stale-while-revalidate ${duration(source.staleWhileRevalidateSeconds)}` : "") +
+        (source.staleIfErrorSeconds ? ` · stale-if-error ${duration(source.staleIfErrorSeconds)}` : "");
+    const rejected = source.rejectedChange;
     return el("tr", { "data-source": source.id },
       el("td", { "data-field": "name" },
         el("strong", {}, sourceLabel(source)),
         el("div", { class: "muted small" }, el("code", {}, source.id), " · ", source.file),
-        source.description ? el("div", { class: "muted small" }, source.description) : null),
+        source.description ? el("div", { class: "muted small" }, source.description) : null,
+        rejected
+          ? el("div", { class: "banner warning small", "data-rejected": source.id },
+            "The file changed and the new version is invalid; this version keeps serving: ",
+            el("ul", {}, ...rejected.map((e) => el("li", {},
+              e.line ? `line ${e.line} · ` : "", e.path ? el("code", {}, e.path) : "(whole file)", `: ${e.message}`))))
+          : null),
       el("td", { "data-field": "kind" }, source.kind),
       el("td", { "data-field": "enabled" }, source.enabled ? "yes" : "no"),
       el("td", { "data-field": "health" },
@@ -55,7 +66,7 @@
           ? [el("code", {}, error.code), " ", error.message, el("div", { class: "muted small" }, when(error.at))]
           : el("span", { class: "muted" }, "none")),
       el("td", { "data-field": "latency", class: "num" }, source.latencyMs == null ? "–" : `${source.latencyMs} ms`),
-      el("td", { "data-field": "cache" }, cacheText),
+      el("td", { "data-field": "cache", "data-stale-entries": String(cache.staleEntries || 0) }, cacheText),
       el("td", {},
         el("button", {
           type: "button", class: "small", "data-action": "clear", "data-source": source.id,
@@ -90,8 +101,13 @@
       return;
     }
     showError("");
-    const { sources, invalidFiles } = answer.body.data;
+    const { sources, invalidFiles, generation: config } = answer.body.data;
     $("#sources tbody").replaceChildren(...sources.map(row));
+    if (config) {
+      const holder = $("#generation");
+      holder.dataset.generation = String(config.number);
+      holder.replaceChildren(`Configuration generation ${config.number}, loaded `, when(config.loadedAt));
+    }
     renderInvalid(invalidFiles);
     main.dataset.status = "ready";
     main.removeAttribute("aria-busy");
@@ -136,6 +152,18 @@
     await load();
   });
   $("#reload").addEventListener("click", () => load());
+  $("#reload-sources").addEventListener("click", async () => {
+    notice("Reloading the sources directory…");
+    const answer = await requestJson("/api/admin/reload", { method: "POST" });
+    if (answer.ok) {
+      const r = answer.body.data;
+      notice(`Generation ${r.generation.number}: ${r.added.length} added, ${r.changed.length} changed, ` +
+        `${r.removed.length} removed, ${r.kept.length} kept, ${r.rejected.length} rejected`);
+    } else {
+      notice(`Could not reload: ${errorMessage(answer)}`);
+    }
+    await load();
+  });
 
   load();
 })();

@@ -237,14 +237,21 @@
     $("#source-status").replaceChildren(
       ...details.map((d) => {
         let text;
-        if (d.status === "ok") {
+        if (d.status === "ok" && d.stale) {
+          // Expired data served instead of an empty panel: say since when, and why.
+          const why = d.error ? ` (${d.error.message || d.error.code})` : " · refreshing";
+          text = `stale since ${localTime(d.fetchedAt)}${why}`;
+        } else if (d.status === "ok") {
           text = `updated ${ago(d.fetchedAt)}${d.cached ? " · cached" : ""}`;
         } else {
           text = STATUS_TEXT[d.status] || d.status;
         }
-        return el("li", { "data-source": d.id, "data-status": d.status, title: d.fetchedAt ? `Fetched ${localTime(d.fetchedAt)}` : null },
+        return el("li", { "data-source": d.id, "data-status": d.status, "data-stale": d.stale ? "true" : null, title: d.fetchedAt ? `Fetched ${localTime(d.fetchedAt)}` : null },
           el("span", { class: `dot ${d.status}`, "aria-hidden": "true" }),
-          sourceLabel(d), " · ", el("span", { class: "muted" }, text));
+          sourceLabel(d), " · ",
+          d.stale ? el("span", { class: "stale-badge", "data-stale-since": d.fetchedAt }, "stale") : null,
+          d.stale ? " " : null,
+          el("span", { class: "muted" }, text));
       }),
     );
   }
@@ -261,7 +268,12 @@
       holder.textContent = formatCount(value);
       card.querySelector(".badges").replaceChildren(
         ...(from.length
-          ? from.map((d) => el("span", { class: "badge", "data-source": d.id, title: `${d.name} · updated ${ago(d.fetchedAt)}` }, d.badge))
+          ? from.map((d) => el("span", {
+            class: d.stale ? "badge stale" : "badge",
+            "data-source": d.id,
+            "data-stale": d.stale ? "true" : null,
+            title: d.stale ? `${d.name} · stale since ${localTime(d.fetchedAt)}` : `${d.name} · updated ${ago(d.fetchedAt)}`,
+          }, d.stale ? `${d.badge} · stale since ${localTime(d.fetchedAt)}` : d.badge))
           : [el("span", { class: "muted" }, details.some((d) => d.status === "ok") ? "no source provides this" : "")]),
       );
     }

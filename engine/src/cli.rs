@@ -16,7 +16,8 @@ use crate::api::edge::{self, conn::Timeouts, EdgeSettings};
 use crate::api::layers::RequestLimits;
 use crate::api::serve::{self, ServeSettings};
 use crate::api::ApiSettings;
-use crate::hub::{request, Hub, HubSettings, QueryError, RequestError, MAX_DAYS};
+use crate::cache::StaleWindows;
+use crate::hub::{request, watch, Hub, HubSettings, QueryError, RequestError, MAX_DAYS};
 use crate::kinds::{bigquery, KindSpec, SourceSpec};
 use crate::load::{self, DirectoryError, LoadedSources};
 use crate::model::QueryParams;
@@ -47,6 +48,28 @@ pub struct ServeArgs {
     /// them, a request that needs a new upstream fetch is answered 503 with Retry-After.
     #[arg(long, env = "METRICS_HUB_FETCH_QUEUE", default_value_t = 32)]
     pub fetch_queue: usize,
+    /// Default `cache.stale_while_revalidate` of sources that do not set it: serve an
+    /// expired result this long past its TTL while one background refresh runs.
+    #[arg(long, env = "METRICS_HUB_STALE_WHILE_REVALIDATE", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub stale_while_revalidate: Duration,
+    /// Default `cache.stale_if_error` of sources that do not set it: serve a result up to
+    /// this old past its TTL when a fresh fetch fails.
+    #[arg(long, env = "METRICS_HUB_STALE_IF_ERROR", default_value = "0s", value_parser = humantime::parse_duration)]
+    pub stale_if_error: Duration,
+    /// Do not reload when files under the sources directory change (SIGHUP and
+    /// POST /api/admin/reload still do).
+    #[arg(long, env = "METRICS_HUB_NO_WATCH")]
+    pub no_watch: bool,
+    /// Quiet time after a change under the sources directory before reloading.
+    #[arg(long, default_value = "300ms", value_parser = humantime::parse_duration)]
+    pub reload_debounce: Duration,
+    /// A file of NAME=VALUE lines that `${NAME}` in source files resolves from (before the
+    /// process environment); read at start-up and at every reload.
+    #[arg(long, env = "METRICS_HUB_ENV_FILE")]
+    pub env_file: Option<PathBuf>,
+    /// Record no metrics and answer /metrics with 404.
+    #[arg(long, env = "METRICS_HUB_NO_METRICS")]
+    pub no_metrics: bool,
     #[command(flatten)]
     pub access: AccessArgs,
     #[command(flatten)]
@@ -170,6 +193,8 @@ pub struct PluginCheckArgs {
 pub enum CliError {
     #[error(transparent)]
     Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    EnvFile(#[from] load::EnvFileError),
     #[error("{0} invalid source file(s) and --strict is set")]
     Strict(usize),
     #[error("cannot listen on {addr}: {source}")]
@@ -195,6 +220,8 @@ pub enum CliError {
     UnsafeDefaults(#[from] crate::api::access::UnsafeDefaults),
     #[error("{0}")]
     Settings(String),
+    #[error("cannot watch the sources directory (use --no-watch to do without): {0}")]
+    Watch(notify::Error),
 }
 
 /// Logs every error of every invalid file.
@@ -207,8 +234,19 @@ fn log_errors(loaded: &LoadedSources) {
 /// Serves until SIGINT or SIGTERM, then drains and cleans up.
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let settings = serve_settings(&args)?;
+    crate::telemetry::set_enabled(!args.no_metrics);
     check_data_dir(&data_dir())?;
-    let loaded = load::load_dir(&args.sources)?;
+    let file_vars = match &args.env_file {
+        Some(file) => load::read_env_file(file)?,
+        None => Default::default(),
+    };
+    let env = |name: &str| {
+        file_vars
+            .get(name)
+            .cloned()
+            .or_else(|| std::env::var(name).ok())
+    };
+    let loaded = load::load_dir_with(&args.sources, &env)?;
     log_errors(&loaded);
     if args.strict && !loaded.broken.is_empty() {
         return Err(CliError::Strict(loaded.broken.len()));
@@ -218,10 +256,25 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         answer_ttl: args.answer_ttl,
         top_clients: args.top_clients,
         fetch_queue: args.fetch_queue,
+        stale: StaleWindows {
+            while_revalidate: args.stale_while_revalidate,
+            if_error: args.stale_if_error,
+        },
+        sources_dir: Some(args.sources.clone()),
+        env_file: args.env_file.clone(),
         ..HubSettings::default()
     };
     let hub = Arc::new(Hub::new(loaded, hub_settings));
     hub.initialize().await;
+    let _hangups = watch::reload_on_hangup(hub.clone())?;
+    let _watch = if args.no_watch {
+        None
+    } else {
+        Some(
+            watch::watch_dir(hub.clone(), &args.sources, args.reload_debounce)
+                .map_err(CliError::Watch)?,
+        )
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|source| CliError::Listen {
@@ -451,7 +504,8 @@ pub async fn query(
     let loaded = load::load_dir(&args.sources)?;
     log_errors(&loaded);
     let hub = Hub::new(loaded, HubSettings::default());
-    let declared: Vec<&SourceSpec> = hub.entries().iter().map(|e| &e.spec).collect();
+    let entries = hub.entries();
+    let declared: Vec<&SourceSpec> = entries.iter().map(|e| &e.spec).collect();
     // The same checks as `?source=ID` in the API: the source exists and is enabled.
     let selected = request::select(&[args.source.clone()].into(), &declared)?;
     let spec = selected[0];

@@ -12,6 +12,7 @@
 //!
 //! Modules, lowest first:
 //! - [`secret`]: `Secret` and redaction. [`model`]: the unified model and query parameters.
+//!   [`telemetry`]: the Prometheus metrics everyone records into.
 //! - [`mapping`]: rows -> unified records. [`config`]: what a source file says up to where
 //!   kinds differ (raw shapes, interpolation, schema, lines, problems, name rules).
 //! - [`template`]: minijinja queries whose request values become bind parameters.
@@ -41,4 +42,5 @@ pub mod merge;
 pub mod model;
 pub mod plugin;
 pub mod secret;
+pub mod telemetry;
 pub mod template;

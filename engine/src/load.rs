@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::config::locate::locate;
 use crate::config::raw::SourceConfig;
@@ -47,6 +48,51 @@ pub struct DirectoryError {
     source: std::io::Error,
 }
 
+/// Why an env file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvFileError {
+    #[error("cannot read env file {}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}:{line}: expected NAME=VALUE (blank lines and # comments are allowed)", file.display())]
+    Syntax { file: PathBuf, line: usize },
+}
+
+/// The variables of an env file (`NAME=VALUE` lines, `export ` and quotes around the
+/// value allowed, `#` comments), read anew at start-up and at every reload, so a secret
+/// rotated in the file takes effect on the next reload.
+pub fn read_env_file(file: &Path) -> Result<BTreeMap<String, String>, EnvFileError> {
+    let text = std::fs::read_to_string(file).map_err(|source| EnvFileError::Read {
+        file: file.to_owned(),
+        source,
+    })?;
+    let mut vars = BTreeMap::new();
+    for (at, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let syntax = || EnvFileError::Syntax {
+            file: file.to_owned(),
+            line: at + 1,
+        };
+        let (name, value) = line.split_once('=').ok_or_else(syntax)?;
+        let name = name.trim();
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(syntax());
+        }
+        let value = value.trim();
+        let unquoted = [('"', '"'), ('\'', '\'')]
+            .iter()
+            .find_map(|(open, close)| value.strip_prefix(*open)?.strip_suffix(*close));
+        vars.insert(name.to_owned(), unquoted.unwrap_or(value).to_owned());
+    }
+    Ok(vars)
+}
+
 /// Loads every `*.yaml`/`*.yml` file of `dir` with the process environment.
 pub fn load_dir(dir: &Path) -> Result<LoadedSources, DirectoryError> {
     load_dir_with(dir, &|name| std::env::var(name).ok())
@@ -56,6 +102,19 @@ pub fn load_dir(dir: &Path) -> Result<LoadedSources, DirectoryError> {
 pub fn load_dir_with(
     dir: &Path,
     env: &dyn Fn(&str) -> Option<String>,
+) -> Result<LoadedSources, DirectoryError> {
+    load_dir_keeping(dir, env, &Running::new())
+}
+
+/// Which file each running source came from (id -> file).
+pub type Running = BTreeMap<String, PathBuf>;
+
+/// Loads `dir` for a reload: where two files claim one id, or disagree on a merge policy,
+/// the file of the running source wins and the other is reported, whatever their names.
+pub fn load_dir_keeping(
+    dir: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    running: &Running,
 ) -> Result<LoadedSources, DirectoryError> {
     let read_error = |source| DirectoryError {
         dir: dir.to_owned(),
@@ -85,7 +144,7 @@ pub fn load_dir_with(
             (file, text)
         })
         .collect();
-    Ok(load_texts(texts, env))
+    Ok(load_texts_keeping(texts, env, running))
 }
 
 /// Loads source files given as (path, text or read error), in that order; nothing is
@@ -93,6 +152,14 @@ pub fn load_dir_with(
 pub fn load_texts(
     files: Vec<(PathBuf, Result<String, ConfigError>)>,
     env: &dyn Fn(&str) -> Option<String>,
+) -> LoadedSources {
+    load_texts_keeping(files, env, &Running::new())
+}
+
+fn load_texts_keeping(
+    files: Vec<(PathBuf, Result<String, ConfigError>)>,
+    env: &dyn Fn(&str) -> Option<String>,
+    running: &Running,
 ) -> LoadedSources {
     let mut loaded = LoadedSources::default();
     let mut texts = BTreeMap::new();
@@ -109,6 +176,9 @@ pub fn load_texts(
         }
         texts.insert(file, text.unwrap_or_default());
     }
+    // Running sources first, so the checks below keep them and report the newcomer.
+    let is_running = |spec: &SourceSpec| running.get(&spec.id) == Some(&spec.file);
+    loaded.sources.sort_by_key(|spec| !is_running(spec));
     check_across_files(&mut loaded, &texts);
     loaded.sources.sort_by(|a, b| a.id.cmp(&b.id));
     loaded
@@ -200,7 +270,10 @@ pub fn load_source(
     })?;
     let mut problems = schema_problems(&document);
     if problems.is_empty() {
-        return typed_problems(file, &document, secrets).map_err(|problems| finish(problems, &[]));
+        let mut spec =
+            typed_problems(file, &document, secrets).map_err(|problems| finish(problems, &[]))?;
+        spec.fingerprint = fingerprint(&document, &spec);
+        return Ok(spec);
     }
     // Report the semantic problems too (a template error beside a typo), except where
     // they only restate a schema error in other words.
@@ -213,6 +286,40 @@ pub fn load_source(
         }));
     }
     Err(finish(problems, &secrets))
+}
+
+/// What a reload compares to tell a changed source from an unchanged one: the file's
+/// path, its interpolated document with keys in a canonical order (so comments, layout
+/// and key order do not count, a rotated secret does), and the bytes of every file it
+/// refers to, such as a plugin's component.
+fn fingerprint(document: &Value, spec: &SourceSpec) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(spec.file.as_os_str().as_encoded_bytes());
+    hasher.update([0]);
+    hasher.update(canonical(document).to_string());
+    for referenced in spec.referenced_files() {
+        match std::fs::read(&referenced) {
+            Ok(bytes) => hasher.update(Sha256::digest(bytes)),
+            Err(_) => hasher.update(b"unreadable"),
+        }
+    }
+    hasher.finalize().into()
+}
+
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let sorted = keys
+                .into_iter()
+                .map(|key| (key.clone(), canonical(&map[key])))
+                .collect();
+            Value::Object(sorted)
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
 }
 
 /// The YAML document as JSON, which must be a mapping. `Err(Ok(problem))` is a problem
@@ -284,6 +391,7 @@ fn validate(
         enabled: common.enabled,
         file: file.to_owned(),
         cache_ttl: common.cache_ttl,
+        stale: common.stale,
         timeout: common.timeout,
         concurrency: common.concurrency,
         filters: common.filters,
@@ -291,6 +399,7 @@ fn validate(
         merge,
         kind,
         secrets,
+        fingerprint: [0; 32],
     })
 }
 

@@ -13,8 +13,43 @@ use metrics_hub::cli::{self, PluginCheckArgs, QueryArgs, ServeArgs, TokenNewArgs
     about = "Business metrics from declared sources, merged behind one HTTP API"
 )]
 struct Cli {
+    /// Log lines as text, or as one JSON object per line for log shippers.
+    #[arg(long, global = true, env = "METRICS_HUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Also log when each span (request, source fetch, upstream query) closes, with
+    /// its duration.
+    #[arg(long, global = true, env = "METRICS_HUB_LOG_SPANS")]
+    log_spans: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr, filtered by RUST_LOG (default: info, sqlx at warn).
+fn init_logging(format: LogFormat, spans: bool) {
+    use tracing_subscriber::fmt::format::FmtSpan;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx=warn".into());
+    let events = if spans { FmtSpan::CLOSE } else { FmtSpan::NONE };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(events)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
+    }
 }
 
 #[derive(Subcommand)]
@@ -51,15 +86,9 @@ enum PluginCommand {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,sqlx=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let command = Cli::parse().command;
+    let cli = Cli::parse();
+    init_logging(cli.log_format, cli.log_spans);
+    let command = cli.command;
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -267,11 +267,11 @@ async fn run(quick: bool, verdict: &mut Verdict) -> anyhow::Result<()> {
         ("peer.yaml", PEER_YAML.to_owned()),
     ])?;
     let hub = TestHub::start(dir.path(), &env, HubSettings::default()).await?;
-    let ids: Vec<&str> = hub
+    let ids: Vec<String> = hub
         .hub
         .entries()
         .iter()
-        .map(|e| e.spec.id.as_str())
+        .map(|e| e.spec.id.clone())
         .collect();
     ensure!(ids == ["peer", "probe"], "unexpected sources {ids:?}");
     let client = reqwest::Client::new();

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::hub::RequestError;
+use crate::hub::{ReloadError, RequestError};
 
 /// An error answer.
 #[derive(Debug)]
@@ -122,6 +122,22 @@ impl From<RequestError> for ApiError {
         // A client mistake, not a server fault: debug level, not an error log line.
         tracing::debug!(code = err.code, "bad request: {}", err.message);
         ApiError::new(StatusCode::BAD_REQUEST, err.code, err.message)
+    }
+}
+
+impl From<ReloadError> for ApiError {
+    fn from(err: ReloadError) -> Self {
+        // Admin-only, so the directory's path may be named.
+        let (status, code) = match err {
+            ReloadError::NoDirectory => (StatusCode::CONFLICT, "no_sources_directory"),
+            ReloadError::Directory(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "sources_directory_unreadable",
+            ),
+            ReloadError::EnvFile(_) => (StatusCode::INTERNAL_SERVER_ERROR, "env_file_invalid"),
+        };
+        tracing::error!("reload failed: {err}");
+        ApiError::new(status, code, err.to_string())
     }
 }
 

@@ -1,19 +1,21 @@
 //! What every request goes through before its route: a request id (taken from
 //! `x-request-id` or made, returned on the response, and on every log line of the
-//! request), and the request limits the hub answers itself in JSON: a path and query
+//! request), its count and duration in the metrics, and the request limits the hub answers itself in JSON: a path and query
 //! string too long (414) or a body too large (413).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::ApiError;
+use crate::telemetry::{self, HttpLabels, RouteLabels};
 
 /// The header of a request's id.
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -70,6 +72,51 @@ pub async fn with_request_id(mut request: Request, next: Next) -> Response {
     );
     let mut response = next.run(request).instrument(span).await;
     response.headers_mut().insert(REQUEST_ID.clone(), id);
+    response
+}
+
+/// The route template a request matched, carried out on its response so the outer
+/// [`observe`] can label by route (it runs before routing, when there is none yet).
+#[derive(Debug, Clone)]
+struct MatchedRoute(MatchedPath);
+
+/// Put on each route group with `route_layer`: marks the response with its route.
+pub async fn mark_route(request: Request, next: Next) -> Response {
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let mut response = next.run(request).await;
+    if let Some(matched) = matched {
+        response.extensions_mut().insert(MatchedRoute(matched));
+    }
+    response
+}
+
+/// Counts every request by route, method and status, with its duration.
+pub async fn observe(request: Request, next: Next) -> Response {
+    let Some(t) = telemetry::get() else {
+        return next.run(request).await;
+    };
+    let started = Instant::now();
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let route = response
+        .extensions()
+        .get::<MatchedRoute>()
+        .map_or("unmatched", |m| m.0.as_str())
+        .to_owned();
+    let status = response.status().as_u16();
+    let duration = telemetry::seconds(started.elapsed());
+    t.http_duration
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+        })
+        .observe(duration);
+    t.http_requests
+        .get_or_create(&HttpLabels {
+            route,
+            method,
+            status,
+        })
+        .inc();
     response
 }
 

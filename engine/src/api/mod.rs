@@ -31,6 +31,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 pub use error::{refusal, ApiError};
 
 use crate::hub::{Answer, Hub, Overall};
+use crate::telemetry;
 use access::{Access, Scope};
 use layers::{RequestLimits, REQUEST_ID};
 
@@ -69,15 +70,19 @@ pub fn app(hub: Arc<Hub>, settings: &ApiSettings) -> Router {
         .route("/api/metrics", get(metrics))
         .route("/api/sources", get(sources))
         .route("/api/health", get(health))
-        .route_layer(guard(Scope::Read));
+        .route("/metrics", get(prometheus))
+        .route_layer(guard(Scope::Read))
+        .route_layer(middleware::from_fn(layers::mark_route));
     let admin = Router::new()
         .route("/api/cache/clear", post(clear_cache))
         .route("/api/sources/{id}/check", post(check_source))
-        .route_layer(guard(Scope::Admin));
+        .route("/api/admin/reload", post(reload))
+        .route_layer(guard(Scope::Admin))
+        .route_layer(middleware::from_fn(layers::mark_route));
     let mut router = Router::new()
         .merge(read)
         .merge(admin)
-        .merge(pages::routes())
+        .merge(pages::routes().route_layer(middleware::from_fn(layers::mark_route)))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(hub)
@@ -88,7 +93,9 @@ pub fn app(hub: Arc<Hub>, settings: &ApiSettings) -> Router {
     if let Some(cors) = cors(&settings.cors_origins) {
         router = router.layer(cors);
     }
-    router.layer(middleware::from_fn(layers::with_request_id))
+    router
+        .layer(middleware::from_fn(layers::with_request_id))
+        .layer(middleware::from_fn(layers::observe))
 }
 
 /// CORS for the listed origins: preflights are answered before any access check, and
@@ -145,11 +152,9 @@ async fn metrics(
     State(hub): State<Arc<Hub>>,
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
-    let request = hub.parse_request(
-        query.as_deref().unwrap_or_default(),
-        Utc::now().date_naive(),
-    )?;
-    Ok(json_bytes(hub.metrics(request).await))
+    let query = query.as_deref().unwrap_or_default();
+    let answer = hub.answer_query(query, Utc::now().date_naive()).await?;
+    Ok(json_bytes(answer))
 }
 
 async fn sources(State(hub): State<Arc<Hub>>) -> Response {
@@ -177,6 +182,31 @@ async fn check_source(
 ) -> Result<Response, ApiError> {
     let health = hub.check_source(&id).await?;
     Ok(Json(json!({"success": true, "data": health})).into_response())
+}
+
+/// The metrics in the Prometheus (OpenMetrics) text format.
+async fn prometheus(State(hub): State<Arc<Hub>>) -> Response {
+    if telemetry::get().is_none() {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "metrics_off",
+            "this hub runs with --no-metrics",
+        )
+        .into_response();
+    }
+    hub.observe();
+    (
+        [(header::CONTENT_TYPE, telemetry::CONTENT_TYPE)],
+        telemetry::encode(),
+    )
+        .into_response()
+}
+
+/// Reloads the sources directory; the answer says what was added, changed, removed,
+/// kept and rejected.
+async fn reload(State(hub): State<Arc<Hub>>) -> Result<Response, ApiError> {
+    let report = hub.reload().await?;
+    Ok(Json(json!({"success": true, "data": report})).into_response())
 }
 
 async fn clear_cache(

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::filter::{self, FilterSpec};
 use super::names::{FIELD_NAME, IDENTIFIER, SOURCE_ID};
-use super::raw::{Flag, MappingConfig, MergePolicy, SourceConfig};
+use super::raw::{CacheConfig, Flag, MappingConfig, MergePolicy, SourceConfig};
 use super::Problems;
 use crate::mapping::FieldMapping;
 use crate::model::Dataset;
@@ -37,6 +37,8 @@ pub struct Common {
     pub enabled: bool,
     /// `Duration::ZERO` turns caching off.
     pub cache_ttl: Duration,
+    /// How long past its TTL an entry may still be served; `None` takes the hub's default.
+    pub stale: StaleConfig,
     pub timeout: Duration,
     /// Upstream fetches that may run at once.
     pub concurrency: usize,
@@ -65,6 +67,7 @@ pub fn compile(config: &mut SourceConfig, problems: &mut Problems) -> Common {
     let enabled = enabled(config.enabled.as_ref(), problems);
     let ttl = config.cache.as_ref().and_then(|c| c.ttl.as_deref());
     let cache_ttl = problems.duration("/cache/ttl", ttl, DEFAULT_CACHE_TTL);
+    let stale = stale(config.cache.as_ref(), problems);
     let timeout = problems.duration("/timeout", config.timeout.as_deref(), DEFAULT_TIMEOUT);
     if timeout.is_zero() {
         problems.add("/timeout", "timeout must be longer than zero");
@@ -83,10 +86,35 @@ pub fn compile(config: &mut SourceConfig, problems: &mut Problems) -> Common {
         description: config.description.clone(),
         enabled,
         cache_ttl,
+        stale,
         timeout,
         concurrency,
         identifiers: identifiers(&config.identifiers, problems),
         filters: filter::compile(std::mem::take(&mut config.filters), problems),
+    }
+}
+
+/// A source's stale windows, each `None` where the file leaves it to the hub.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StaleConfig {
+    pub while_revalidate: Option<Duration>,
+    pub if_error: Option<Duration>,
+}
+
+fn stale(cache: Option<&CacheConfig>, problems: &mut Problems) -> StaleConfig {
+    let mut window = |pointer: &str, value: Option<&String>| {
+        let value = value?;
+        Some(problems.duration(pointer, Some(value), Duration::ZERO))
+    };
+    StaleConfig {
+        while_revalidate: window(
+            "/cache/stale_while_revalidate",
+            cache.and_then(|c| c.stale_while_revalidate.as_ref()),
+        ),
+        if_error: window(
+            "/cache/stale_if_error",
+            cache.and_then(|c| c.stale_if_error.as_ref()),
+        ),
     }
 }
 

@@ -24,7 +24,7 @@ pub mod schema;
 use std::fmt;
 use std::path::PathBuf;
 
-pub use common::{Common, Mappings, MergePolicies};
+pub use common::{Common, Mappings, MergePolicies, StaleConfig};
 pub use filter::FilterSpec;
 pub use problems::Problems;
 pub use raw::MergePolicy;

@@ -185,6 +185,16 @@ pub struct CacheConfig {
     /// caching for this source.
     #[schemars(schema_with = "schema::duration", extend("default" = "5m"))]
     pub ttl: Option<String>,
+    /// After the TTL, serve the expired result at once for this long while one refresh
+    /// runs in the background (default: the hub's `--stale-while-revalidate`, 0s).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::duration")]
+    pub stale_while_revalidate: Option<String>,
+    /// When a fresh fetch fails, serve a result up to this old instead of the error,
+    /// marked stale with the error (default: the hub's `--stale-if-error`, 0s).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::duration")]
+    pub stale_if_error: Option<String>,
 }
 
 /// Declaration of one request filter. The keys allowed besides type and description

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::request::{bad, unknown_source, RequestError};
 use super::status::{Health, ProbeStatus, SourceHealth};
-use super::{Hub, SourceEntry};
+use super::{Generation, Hub, SourceEntry};
 use crate::cache::CacheStats;
 use crate::config::ConfigError;
 use crate::kinds::SourceError;
@@ -41,7 +41,13 @@ pub struct SourceInfo {
     datasets: Vec<Dataset>,
     filters: BTreeMap<String, &'static str>,
     cache_ttl_seconds: u64,
+    stale_while_revalidate_seconds: u64,
+    stale_if_error_seconds: u64,
     cache: CacheStats,
+    /// When the file changed and the new version is invalid: its errors. This (the last
+    /// good) version keeps serving until the file is fixed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected_change: Option<Vec<ConfigError>>,
     timeout_ms: u64,
 }
 
@@ -54,19 +60,43 @@ struct LastError {
 }
 
 /// A file that could not be loaded, with all of its errors.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct InvalidFile {
-    file: PathBuf,
-    errors: Vec<ConfigError>,
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+}
+
+impl InvalidFile {
+    pub fn new(file: PathBuf, errors: Vec<ConfigError>) -> InvalidFile {
+        InvalidFile { file, errors }
+    }
 }
 
 /// `GET /api/sources`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SourcesReport {
+    generation: GenerationInfo,
     sources: Vec<SourceInfo>,
     invalid_files: Vec<InvalidFile>,
+}
+
+/// Which configuration generation serves, and since when.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GenerationInfo {
+    pub number: u64,
+    pub loaded_at: DateTime<Utc>,
+}
+
+impl GenerationInfo {
+    pub fn of(generation: &Generation) -> GenerationInfo {
+        GenerationInfo {
+            number: generation.number,
+            loaded_at: generation.loaded_at,
+        }
+    }
 }
 
 /// The hub's overall state in `GET /api/health`.
@@ -93,7 +123,7 @@ pub struct HealthReport {
 
 impl SourceEntry {
     /// This source's line in `/api/sources`.
-    fn info(&self) -> SourceInfo {
+    fn info(&self, generation: &Generation) -> SourceInfo {
         let spec = &self.spec;
         // Before taking the status lock, which is meant to be held only briefly.
         let cache = self.cache.stats();
@@ -128,7 +158,15 @@ impl SourceEntry {
                 .map(|(name, filter)| (name.clone(), filter.type_name()))
                 .collect(),
             cache_ttl_seconds: spec.cache_ttl.as_secs(),
+            stale_while_revalidate_seconds: self.cache.stale_windows().while_revalidate.as_secs(),
+            stale_if_error_seconds: self.cache.stale_windows().if_error.as_secs(),
             cache,
+            rejected_change: generation
+                .last_good
+                .get(&spec.file)
+                .filter(|id| **id == spec.id)
+                .and_then(|_| generation.broken.get(&spec.file))
+                .cloned(),
             timeout_ms: spec.timeout.as_millis() as u64,
         }
     }
@@ -137,9 +175,15 @@ impl SourceEntry {
 impl Hub {
     /// What `GET /api/sources` shows.
     pub fn sources_report(&self) -> SourcesReport {
+        let generation = self.current();
         SourcesReport {
-            sources: self.entries.iter().map(|entry| entry.info()).collect(),
-            invalid_files: self
+            generation: GenerationInfo::of(&generation),
+            sources: generation
+                .entries
+                .iter()
+                .map(|entry| entry.info(&generation))
+                .collect(),
+            invalid_files: generation
                 .broken
                 .iter()
                 .map(|(file, errors)| InvalidFile {
@@ -152,15 +196,16 @@ impl Hub {
 
     /// Probes every enabled source in parallel, each under the health deadline.
     pub async fn health(&self) -> HealthReport {
+        let generation = self.current();
         let sources: Vec<SourceHealth> =
-            join_all(self.enabled().map(|entry| self.probe(entry))).await;
+            join_all(generation.enabled().map(|entry| self.probe(entry))).await;
         let up = sources
             .iter()
             .filter(|s| s.status == ProbeStatus::Ok)
             .count();
         let status = if up == 0 {
             Overall::Down
-        } else if up < sources.len() || !self.broken.is_empty() {
+        } else if up < sources.len() || !generation.broken.is_empty() {
             Overall::Degraded
         } else {
             Overall::Ok
@@ -168,14 +213,14 @@ impl Hub {
         HealthReport {
             status,
             sources,
-            invalid_files: self.broken.len(),
+            invalid_files: generation.broken.len(),
             timestamp: Utc::now(),
         }
     }
 
     /// Probes one enabled source now (the admin page's re-check) and records the outcome.
     pub async fn check_source(&self, id: &str) -> Result<SourceHealth, RequestError> {
-        match self.entry(id) {
+        match self.current().entry(id) {
             Some(entry) if entry.spec.enabled => Ok(self.probe(entry).await),
             Some(_) => Err(bad("source_disabled", format!("source `{id}` is disabled"))),
             None => Err(unknown_source(id)),
@@ -212,9 +257,10 @@ impl Hub {
     /// Empties the cache of one source, or of all; merged answers are dropped either way
     /// since they hold every source's data. Returns the ids cleared.
     pub fn clear_cache(&self, source: Option<&str>) -> Result<Vec<String>, RequestError> {
+        let generation = self.current();
         let cleared: Vec<&Arc<SourceEntry>> = match source {
-            None => self.entries.iter().collect(),
-            Some(id) => vec![self
+            None => generation.entries.iter().collect(),
+            Some(id) => vec![generation
                 .entry(id)
                 .ok_or_else(|| bad("unknown_source", format!("there is no source `{id}`")))?],
         };

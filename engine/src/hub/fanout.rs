@@ -1,49 +1,177 @@
 //! One metrics request fanned out: every selected source asked in parallel, each through
-//! its cache and under both its own timeout and the request's deadline, and the merged
-//! answer cached when every source answered. Concurrent identical requests share one
+//! its cache (fresh, or stale within its windows) and under both its own timeout and the
+//! request's deadline, and the merged answer cached when every source answered fresh. Concurrent identical requests share one
 //! build, and each source's concurrent identical misses share one upstream query.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::future::join_all;
+use tracing::Instrument;
 
-use super::report::{Answer, Assembly, Built, ErrorReport, Outcome};
+use super::report::{Answer, Assembly, Built, ErrorReport, Outcome, Staleness};
 use super::request::MetricsRequest;
-use super::{Hub, SourceEntry};
-use crate::cache::{AnswerKey, Fetched};
+use super::{Generation, Hub, SourceEntry};
+use crate::cache::{AnswerKey, Fetched, Freshness};
 use crate::kinds::{SourceError, SourceSpec};
-use crate::model::QueryParams;
+use crate::model::{QueryParams, SourceData};
+use crate::plugin::PluginError;
+use crate::telemetry::{self, LookupLabels, OutcomeLabels, SourceLabels, TrapLabels};
+
+/// What one source's cache and upstream gave a request.
+struct Served {
+    result: Result<Arc<Fetched>, SourceError>,
+    cached: bool,
+    stale: Option<Staleness>,
+}
 
 impl SourceEntry {
-    /// This source's data for `params`, through its cache, under `deadline`; the bool
-    /// says whether it came from the cache.
-    async fn fetch(
-        &self,
-        params: &QueryParams,
-        deadline: Duration,
-    ) -> (Result<Arc<Fetched>, SourceError>, bool) {
-        let upstream = async {
-            let _slot = self.slot().await?;
-            self.count_upstream_fetch();
+    /// This source's data for `params` under `deadline`: fresh from the cache, stale from
+    /// it while a background refresh runs (`stale_while_revalidate`), from upstream, or
+    /// stale in place of a failed fetch (`stale_if_error`).
+    async fn fetch(self: &Arc<Self>, params: &QueryParams, deadline: Duration) -> Served {
+        let mut fallback = None;
+        if let Some(hit) = self.cache.lookup(params).await {
+            let served = |stale| Served {
+                result: Ok(hit.fetched.clone()),
+                cached: true,
+                stale,
+            };
+            match hit.freshness {
+                Freshness::Fresh => {
+                    self.count_lookup("hit");
+                    return served(None);
+                }
+                Freshness::Revalidate => {
+                    self.count_lookup("stale");
+                    self.revalidate(params);
+                    return served(Some(Staleness::Revalidating));
+                }
+                Freshness::IfError => fallback = Some(hit.fetched),
+            }
+        }
+        let load = self.cache.load(params, self.upstream(params.clone()));
+        let (result, cached) = match tokio::time::timeout(deadline, load).await {
+            Ok(loaded) => loaded,
+            Err(_) => (Err(SourceError::Timeout(deadline)), false),
+        };
+        self.record(&result, cached);
+        let counted = match (&result, &fallback) {
+            (Err(_), Some(_)) => "stale",
+            (Ok(_), _) if cached => "hit",
+            _ => "miss",
+        };
+        self.count_lookup(counted);
+        match (result, fallback) {
+            (Err(err), Some(stale)) => Served {
+                result: Ok(stale),
+                cached: true,
+                stale: Some(Staleness::AfterError(ErrorReport::from(&err))),
+            },
+            (result, _) => Served {
+                result,
+                cached,
+                stale: None,
+            },
+        }
+    }
+
+    /// One upstream fetch under the source's slot and timeout; owns what it needs, so a
+    /// background refresh can outlive the request that started it.
+    fn upstream(
+        self: &Arc<Self>,
+        params: QueryParams,
+    ) -> impl Future<Output = Result<Fetched, SourceError>> + Send + 'static {
+        let entry = self.clone();
+        let span = tracing::info_span!("upstream", source = %self.spec.id);
+        async move {
+            let _slot = entry.slot().await?;
+            entry.count_upstream_fetch();
             let started = Instant::now();
-            let data = tokio::time::timeout(self.spec.timeout, self.source.fetch_metrics(params))
+            let timeout = entry.spec.timeout;
+            let data = tokio::time::timeout(timeout, entry.source.fetch_metrics(&params))
                 .await
-                .map_err(|_| SourceError::Timeout(self.spec.timeout))??;
+                .map_err(|_| SourceError::Timeout(timeout))
+                .and_then(|fetched| fetched);
+            entry.observe_upstream(&data, started.elapsed());
+            let data = data?;
             Ok(Fetched {
                 data,
                 fetched_at: Utc::now(),
                 latency: started.elapsed(),
             })
+        }
+        .instrument(span)
+    }
+
+    /// Starts the one background refresh of `params`, unless it already runs.
+    fn revalidate(self: &Arc<Self>, params: &QueryParams) {
+        let Some(claim) = self.cache.claim_refresh(params) else {
+            return;
         };
-        let (outcome, cached) =
-            match tokio::time::timeout(deadline, self.cache.get_or_fetch(params, upstream)).await {
-                Ok(result) => result,
-                Err(_) => (Err(SourceError::Timeout(deadline)), false),
-            };
-        match &outcome {
+        let entry = self.clone();
+        let params = params.clone();
+        tokio::spawn(async move {
+            let _claim = claim;
+            let (result, cached) = entry
+                .cache
+                .load(&params, entry.upstream(params.clone()))
+                .await;
+            entry.record(&result, cached);
+        });
+    }
+
+    fn count_lookup(&self, result: &'static str) {
+        if let Some(t) = telemetry::get() {
+            let source = self.spec.id.clone();
+            t.cache_lookups
+                .get_or_create(&LookupLabels { source, result })
+                .inc();
+        }
+    }
+
+    /// Counts one upstream fetch by outcome, its duration, rows and plugin traps.
+    fn observe_upstream(&self, result: &Result<SourceData, SourceError>, took: Duration) {
+        let Some(t) = telemetry::get() else { return };
+        let source = self.spec.id.clone();
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(err) => err.code(),
+        };
+        t.fetches
+            .get_or_create(&OutcomeLabels {
+                source: source.clone(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        let labels = SourceLabels { source };
+        t.fetch_duration
+            .get_or_create(&labels)
+            .observe(telemetry::seconds(took));
+        match result {
+            Ok(data) => {
+                t.rows
+                    .get_or_create(&labels)
+                    .inc_by(data.record_count() as u64);
+            }
+            Err(SourceError::Plugin(err)) => {
+                if let Some(reason) = trap_reason(err) {
+                    let source = labels.source;
+                    t.plugin_traps
+                        .get_or_create(&TrapLabels { source, reason })
+                        .inc();
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Records what a fetch did in the source's status and the log.
+    fn record(&self, result: &Result<Arc<Fetched>, SourceError>, cached: bool) {
+        match result {
             Ok(fetched) if !cached => self.status().succeeded(fetched.fetched_at, fetched.latency),
             Ok(_) => {}
             // Shedding is the hub's choice, not the source failing: its health stays.
@@ -55,12 +183,11 @@ impl SourceEntry {
                 self.status().failed(ErrorReport::from(err));
             }
         }
-        (outcome, cached)
     }
 
     /// Asks this source for `params`, unless it cannot honour a requested filter: its
     /// unfiltered numbers would be wrong in a filtered answer, so it sits out.
-    async fn outcome(&self, params: &QueryParams, deadline: Duration) -> Outcome {
+    async fn outcome(self: &Arc<Self>, params: &QueryParams, deadline: Duration) -> Outcome {
         let unsupported: Vec<&str> = params
             .filters
             .keys()
@@ -74,12 +201,24 @@ impl SourceEntry {
             ));
         }
         let started = Instant::now();
-        let (result, cached) = self.fetch(params, deadline).await;
+        let span = tracing::info_span!("source_fetch", source = %self.spec.id);
+        let served = self.fetch(params, deadline).instrument(span).await;
         Outcome::Done {
-            result,
-            cached,
+            result: served.result,
+            cached: served.cached,
             waited: started.elapsed(),
+            stale: served.stale,
         }
+    }
+}
+
+/// Why a plugin call trapped, for `metrics_hub_plugin_traps_total`.
+fn trap_reason(err: &PluginError) -> Option<&'static str> {
+    match err {
+        PluginError::Trap(_) => Some("crash"),
+        PluginError::OutOfMemory(_) => Some("memory"),
+        PluginError::Deadline(_) => Some("deadline"),
+        _ => None,
     }
 }
 
@@ -88,6 +227,15 @@ impl Hub {
     /// source in parallel and merging what came back. Concurrent identical requests share
     /// one build.
     pub async fn metrics(&self, request: MetricsRequest) -> Answer {
+        self.metrics_in(&self.current(), request).await
+    }
+
+    /// [`Self::metrics`] against one generation.
+    pub(super) async fn metrics_in(
+        &self,
+        generation: &Generation,
+        request: MetricsRequest,
+    ) -> Answer {
         let key = AnswerKey {
             sources: request.sources.clone(),
             params: request.params.clone(),
@@ -100,7 +248,7 @@ impl Hub {
             .answers
             .get_or_build(key, async {
                 ran_here.store(true, Ordering::Relaxed);
-                match self.build(&request).await {
+                match self.build(generation, &request).await {
                     Built::Complete(answer) => Ok(answer),
                     Built::Uncached(answer) => Err(answer),
                 }
@@ -116,13 +264,13 @@ impl Hub {
     }
 
     /// Asks every selected source and assembles what came back.
-    async fn build(&self, request: &MetricsRequest) -> Built {
+    async fn build(&self, generation: &Generation, request: &MetricsRequest) -> Built {
         let params = &request.params;
         let deadline = self.settings.request_deadline;
         let selected: Vec<&Arc<SourceEntry>> = request
             .sources
             .iter()
-            .filter_map(|id| self.entry(id))
+            .filter_map(|id| generation.entry(id))
             .collect();
         let outcomes = join_all(selected.iter().map(|entry| entry.outcome(params, deadline))).await;
         let outcomes: Vec<(&SourceSpec, Outcome)> = selected
@@ -132,7 +280,7 @@ impl Hub {
             .collect();
         Assembly {
             params,
-            policies: &self.policies,
+            policies: &generation.policies,
             top_clients: self.settings.top_clients,
             now: Utc::now(),
         }

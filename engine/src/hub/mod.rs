@@ -8,33 +8,40 @@
 //! - [`report`]: the outcomes -> the merged answer in the dashboard's shape (pure).
 //! - [`status`]: what the hub remembers of each source, and the health rules (pure).
 //! - [`admin`]: `/api/sources`, `/api/health`, re-checks, cache clearing.
+//! - [`watch`]: reloads on changes under the sources directory and on SIGHUP.
+//! - [`reload`]: a new load of the sources directory applied as the next [`Generation`],
+//!   keeping every unchanged source as it is and the last good version of a broken file.
 
 pub mod admin;
 mod fanout;
+pub mod reload;
 pub mod report;
 pub mod request;
 pub mod status;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use futures::future::join_all;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub use admin::{HealthReport, Overall, SourcesReport};
+pub use reload::{ReloadError, ReloadReport};
 pub use report::{Answer, ErrorReport};
 pub use request::{MetricsRequest, RequestError, MAX_DAYS};
 
-use crate::cache::{AnswerCache, SourceCache};
+use crate::cache::{AnswerCache, SourceCache, StaleWindows};
 use crate::config::ConfigError;
 use crate::kinds::{self, DataSource, SourceError, SourceSpec};
 use crate::load::LoadedSources;
 use crate::merge::Policies;
 use crate::model::{QueryParams, SourceData};
+use crate::telemetry::{self, SourceLabels};
 use status::SourceStatus;
 
 /// Hub-wide settings (per-source ones live in each YAML file).
@@ -51,6 +58,12 @@ pub struct HubSettings {
     /// Fetches of one source that may wait for one of its `concurrency` slots; one more
     /// is refused (503, Retry-After) instead of queued.
     pub fetch_queue: usize,
+    /// Stale windows of sources whose files leave them out.
+    pub stale: StaleWindows,
+    /// Where the sources came from, for reloads; `None` when they were given in memory.
+    pub sources_dir: Option<PathBuf>,
+    /// An env file whose variables a reload reads anew (before the process environment).
+    pub env_file: Option<PathBuf>,
 }
 
 impl Default for HubSettings {
@@ -61,6 +74,9 @@ impl Default for HubSettings {
             top_clients: 20,
             health_timeout: Duration::from_secs(2),
             fetch_queue: 32,
+            stale: StaleWindows::default(),
+            sources_dir: None,
+            env_file: None,
         }
     }
 }
@@ -81,16 +97,21 @@ pub struct SourceEntry {
 }
 
 impl SourceEntry {
-    fn new(spec: SourceSpec, queue: usize) -> SourceEntry {
+    fn new(spec: SourceSpec, settings: &HubSettings) -> SourceEntry {
+        let stale = StaleWindows {
+            while_revalidate: (spec.stale.while_revalidate)
+                .unwrap_or(settings.stale.while_revalidate),
+            if_error: spec.stale.if_error.unwrap_or(settings.stale.if_error),
+        };
         SourceEntry {
             source: kinds::build(&spec),
-            cache: SourceCache::new(spec.cache_ttl),
+            cache: SourceCache::new(spec.cache_ttl, stale),
             slots: Semaphore::new(spec.concurrency),
             spec,
             status: Mutex::new(SourceStatus::default()),
             upstream_fetches: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
-            queue,
+            queue: settings.fetch_queue,
         }
     }
 
@@ -122,6 +143,12 @@ impl SourceEntry {
 
     fn count_upstream_fetch(&self) {
         self.upstream_fetches.fetch_add(1, Ordering::Relaxed);
+        if let Some(t) = telemetry::get() {
+            let source = self.spec.id.clone();
+            t.upstream_queries
+                .get_or_create(&SourceLabels { source })
+                .inc();
+        }
     }
 
     /// Connects the source under its timeout, recording the outcome.
@@ -144,36 +171,22 @@ impl SourceEntry {
     }
 }
 
-/// The hub: every declared source, the caches and the settings.
-pub struct Hub {
+/// One configuration generation: the sources of one load of the sources directory.
+/// A request takes the generation current when it starts and uses only that one, so a
+/// reload never shows it half of one and half of another.
+pub struct Generation {
+    /// 1 at start-up, one more per reload.
+    pub number: u64,
+    pub loaded_at: DateTime<Utc>,
     entries: Vec<Arc<SourceEntry>>,
     broken: BTreeMap<PathBuf, Vec<ConfigError>>,
+    /// Files that became invalid while their last good version keeps serving: file ->
+    /// the id still served from it.
+    last_good: BTreeMap<PathBuf, String>,
     policies: Policies,
-    answers: AnswerCache,
-    settings: HubSettings,
 }
 
-impl Hub {
-    /// Builds the registry from loaded declarations; nothing is connected yet.
-    pub fn new(loaded: LoadedSources, settings: HubSettings) -> Hub {
-        Hub {
-            entries: loaded
-                .sources
-                .into_iter()
-                .map(|s| Arc::new(SourceEntry::new(s, settings.fetch_queue)))
-                .collect(),
-            broken: loaded.broken,
-            policies: loaded.policies,
-            answers: AnswerCache::new(settings.answer_ttl),
-            settings,
-        }
-    }
-
-    /// Every declared, valid source, sorted by id.
-    pub fn entries(&self) -> &[Arc<SourceEntry>] {
-        &self.entries
-    }
-
+impl Generation {
     fn entry(&self, id: &str) -> Option<&Arc<SourceEntry>> {
         self.entries.iter().find(|e| e.spec.id == id)
     }
@@ -182,15 +195,90 @@ impl Hub {
         self.entries.iter().filter(|e| e.spec.enabled)
     }
 
+    fn declared(&self) -> Vec<&SourceSpec> {
+        self.entries.iter().map(|e| &e.spec).collect()
+    }
+}
+
+/// The hub: the current generation of sources, the merged-answer cache and the settings.
+pub struct Hub {
+    // A std RwLock: held only to clone or replace the Arc, never across an await.
+    current: RwLock<Arc<Generation>>,
+    answers: AnswerCache,
+    settings: HubSettings,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl Hub {
+    /// Builds the registry from loaded declarations; nothing is connected yet.
+    pub fn new(loaded: LoadedSources, settings: HubSettings) -> Hub {
+        let generation = Generation {
+            number: 1,
+            loaded_at: Utc::now(),
+            entries: loaded
+                .sources
+                .into_iter()
+                .map(|s| Arc::new(SourceEntry::new(s, &settings)))
+                .collect(),
+            broken: loaded.broken,
+            last_good: BTreeMap::new(),
+            policies: loaded.policies,
+        };
+        Hub {
+            current: RwLock::new(Arc::new(generation)),
+            answers: AnswerCache::new(settings.answer_ttl),
+            settings,
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Sets the metrics read at scrape time: each source's cache entries and the
+    /// generation. Sources a reload removed disappear from them.
+    pub fn observe(&self) {
+        let Some(t) = telemetry::get() else { return };
+        let generation = self.current();
+        t.generation.set(generation.number as i64);
+        t.cache_entries.clear();
+        for entry in &generation.entries {
+            let source = entry.spec.id.clone();
+            let entries = entry.cache.stats().entries as i64;
+            t.cache_entries
+                .get_or_create(&SourceLabels { source })
+                .set(entries);
+        }
+    }
+
+    /// The generation serving now.
+    pub fn current(&self) -> Arc<Generation> {
+        self.current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Every declared, valid source of the current generation, sorted by id.
+    pub fn entries(&self) -> Vec<Arc<SourceEntry>> {
+        self.current().entries.clone()
+    }
+
     /// Connects every enabled source in parallel. A failure is logged and recorded; the
     /// source retries on its next request.
     pub async fn initialize(&self) {
-        join_all(self.enabled().map(|entry| entry.initialize())).await;
+        let generation = self.current();
+        join_all(generation.enabled().map(|entry| entry.initialize())).await;
     }
 
     /// Releases every source's resources.
     pub async fn cleanup(&self) {
-        join_all(self.entries.iter().map(|entry| entry.source.cleanup())).await;
+        let generation = self.current();
+        join_all(
+            generation
+                .entries
+                .iter()
+                .map(|entry| entry.source.cleanup()),
+        )
+        .await;
     }
 
     /// Validates the query string of a metrics request against the declared sources.
@@ -199,8 +287,18 @@ impl Hub {
         query: &str,
         today: NaiveDate,
     ) -> Result<MetricsRequest, RequestError> {
-        let declared: Vec<&SourceSpec> = self.entries.iter().map(|e| &e.spec).collect();
-        request::parse(query, today, &declared)
+        request::parse(query, today, &self.current().declared())
+    }
+
+    /// Parses a metrics request and answers it, both against one generation.
+    pub async fn answer_query(
+        &self,
+        query: &str,
+        today: NaiveDate,
+    ) -> Result<Answer, RequestError> {
+        let generation = self.current();
+        let request = request::parse(query, today, &generation.declared())?;
+        Ok(self.metrics_in(&generation, request).await)
     }
 
     /// Fetches one source directly, bypassing caches (for `metrics-hub query`).
@@ -209,7 +307,8 @@ impl Hub {
         id: &str,
         params: &QueryParams,
     ) -> Result<SourceData, QueryError> {
-        let entry = self
+        let generation = self.current();
+        let entry = generation
             .entry(id)
             .ok_or_else(|| QueryError::UnknownSource(id.to_owned()))?;
         let fetched = tokio::time::timeout(entry.spec.timeout, entry.source.fetch_metrics(params))

@@ -41,7 +41,18 @@ pub enum Outcome {
         result: Result<Arc<Fetched>, SourceError>,
         cached: bool,
         waited: Duration,
+        /// Set when the data is a cached result past its TTL.
+        stale: Option<Staleness>,
     },
+}
+
+/// Why expired data was served.
+#[derive(Debug, Clone)]
+pub enum Staleness {
+    /// `stale_while_revalidate`: a refresh runs in the background.
+    Revalidating,
+    /// `stale_if_error`: the fresh fetch failed with this.
+    AfterError(ErrorReport),
 }
 
 /// An answer ready to send. Whether it means failure is for the HTTP layer to say.
@@ -89,6 +100,10 @@ struct SourceReport {
     error: Option<ErrorReport>,
     latency_ms: Option<u64>,
     cached: bool,
+    /// The data is a cached result past its TTL (`fetchedAt` says from when; `error`,
+    /// when set, why a fresh one could not be had). Absent when false.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    stale: bool,
     fetched_at: Option<DateTime<Utc>>,
     record_count: usize,
     missing_datasets: Vec<Dataset>,
@@ -148,9 +163,14 @@ impl Assembly<'_> {
                 _ => None,
             })
             .collect();
-        let complete = outcomes
-            .iter()
-            .all(|(_, outcome)| !matches!(outcome, Outcome::Done { result: Err(_), .. }));
+        // Failed or stale parts make an answer not worth keeping: the next request asks
+        // the sources' caches again and finds what the refresh brought.
+        let complete = outcomes.iter().all(|(_, outcome)| {
+            !matches!(
+                outcome,
+                Outcome::Done { result: Err(_), .. } | Outcome::Done { stale: Some(_), .. }
+            )
+        });
         let data: Vec<&SourceData> = answered.iter().map(|(_, data)| *data).collect();
         let merged = merge(&data, self.policies, self.top_clients);
         let mut metadata = Metadata {
@@ -193,7 +213,13 @@ impl Assembly<'_> {
         }
         metadata.cached = true;
         let cached = success(&merged, &metadata);
-        Built::Complete(CachedAnswer { fresh, cached })
+        let ttl = outcomes
+            .iter()
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Done { .. }))
+            .map(|(spec, _)| spec.cache_ttl)
+            .min()
+            .unwrap_or(Duration::ZERO);
+        Built::Complete(CachedAnswer { fresh, cached, ttl })
     }
 }
 
@@ -229,6 +255,7 @@ fn source_report(spec: &SourceSpec, outcome: &Outcome) -> SourceReport {
         error: None,
         latency_ms: None,
         cached: false,
+        stale: false,
         fetched_at: None,
         record_count: 0,
         missing_datasets: Vec::new(),
@@ -247,8 +274,13 @@ fn source_report(spec: &SourceSpec, outcome: &Outcome) -> SourceReport {
             result: Ok(fetched),
             cached,
             waited,
+            stale,
         } => {
             report.cached = *cached;
+            report.stale = stale.is_some();
+            if let Some(Staleness::AfterError(error)) = stale {
+                report.error = Some(error.clone());
+            }
             let latency = if *cached { waited } else { &fetched.latency };
             report.latency_ms = Some(latency.as_millis() as u64);
             report.fetched_at = Some(fetched.fetched_at);
@@ -309,6 +341,7 @@ mod tests {
             })),
             cached: false,
             waited: Duration::from_millis(12),
+            stale: None,
         }
     }
 
@@ -317,6 +350,7 @@ mod tests {
             result: Err(SourceError::Timeout(Duration::from_secs(1))),
             cached: false,
             waited: Duration::from_millis(1000),
+            stale: None,
         }
     }
 
@@ -372,6 +406,49 @@ mod tests {
             (Some("timeout"), Some("timeout"))
         );
         assert_eq!(body["metadata"]["sources"], serde_json::json!(["a"]));
+    }
+
+    #[test]
+    fn stale_data_is_served_marked_and_never_cached() {
+        let (a, b) = (spec("a"), spec("b"));
+        let stale = |staleness| match answered(3) {
+            Outcome::Done {
+                result,
+                cached,
+                waited,
+                ..
+            } => Outcome::Done {
+                result,
+                cached,
+                waited,
+                stale: Some(staleness),
+            },
+            skipped => skipped,
+        };
+        let error = ErrorReport::from(&SourceError::Timeout(Duration::from_secs(1)));
+        let outcomes = [
+            (&a, stale(Staleness::Revalidating)),
+            (&b, stale(Staleness::AfterError(error))),
+        ];
+        let Built::Uncached(answer) = build(&outcomes) else {
+            panic!("a stale answer is not kept");
+        };
+        let body = json(&answer.body);
+        assert_eq!(body["data"]["summary"]["total_users"], 6);
+        let details = &body["metadata"]["sourceDetails"];
+        assert_eq!(details[0]["stale"], true);
+        assert!(details[0]["error"].is_null());
+        assert_eq!(details[1]["stale"], true);
+        assert_eq!(details[1]["status"], "ok");
+        assert_eq!(details[1]["error"]["code"], "timeout");
+        assert_eq!(details[1]["fetchedAt"], "2023-11-14T22:13:20Z");
+        // A fresh answer carries no `stale` key at all, as before the field existed.
+        let Built::Complete(fresh) = build(&[(&a, answered(3))]) else {
+            panic!("fresh");
+        };
+        assert!(json(&fresh.fresh)["metadata"]["sourceDetails"][0]
+            .get("stale")
+            .is_none());
     }
 
     #[test]

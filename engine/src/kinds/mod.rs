@@ -30,7 +30,7 @@ pub use context::{
 };
 pub use schema::KindSchema;
 
-use crate::config::{FilterSpec, Mappings, MergePolicies, MergePolicy, Problems};
+use crate::config::{FilterSpec, Mappings, MergePolicies, MergePolicy, Problems, StaleConfig};
 use crate::mapping::MappingError;
 use crate::model::{Dataset, QueryParams, SourceData};
 use crate::plugin::PluginError;
@@ -129,6 +129,8 @@ pub struct SourceSpec {
     pub file: PathBuf,
     /// `Duration::ZERO` turns caching off for this source.
     pub cache_ttl: Duration,
+    /// How long past its TTL a cached result may still be served.
+    pub stale: StaleConfig,
     pub timeout: Duration,
     /// Upstream fetches that may run at once.
     pub concurrency: usize,
@@ -138,6 +140,9 @@ pub struct SourceSpec {
     pub kind: KindSpec,
     /// Values that came from the environment: redacted from every message about this source.
     pub secrets: Arc<Vec<String>>,
+    /// A digest of everything the source was built from (see `load`): equal fingerprints
+    /// mean a reload may keep the running source with its caches and connections.
+    pub fingerprint: [u8; 32],
 }
 
 /// Only what identifies the source: the environment values in `secrets` and the kind's
@@ -154,6 +159,14 @@ impl fmt::Debug for SourceSpec {
 }
 
 impl SourceSpec {
+    /// Files besides its own that the source is built from.
+    pub fn referenced_files(&self) -> Vec<PathBuf> {
+        match &self.kind {
+            KindSpec::Wasm(wasm) => vec![wasm.component_path(&self.file)],
+            _ => Vec::new(),
+        }
+    }
+
     /// Every merge policy the file declares, as (dataset, field, policy).
     pub fn merge_policies(&self) -> impl Iterator<Item = (Dataset, &str, MergePolicy)> {
         self.merge.iter().flat_map(|(dataset, fields)| {

@@ -77,7 +77,9 @@ impl HubProcess {
                 .find(|l| l.contains("serving on http://"))
             {
                 let at = line.find("http://").unwrap_or_default();
-                return Ok(line[at..].trim().to_owned());
+                // The address ends the text line, or its JSON string (--log-format json).
+                let address = line[at..].split(['"', ' ']).next().unwrap_or_default();
+                return Ok(address.trim().to_owned());
             }
             if let Some(status) = self.child.try_wait()? {
                 bail!(
@@ -96,6 +98,11 @@ impl HubProcess {
     /// `base + path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
+    }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Every line the hub has logged so far.
