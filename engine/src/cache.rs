@@ -88,7 +88,7 @@ impl SourceCache {
 }
 
 /// A snapshot of one source's cache, for the admin page.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CacheStats {
     pub entries: u64,

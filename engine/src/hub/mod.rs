@@ -26,7 +26,7 @@ use futures::future::join_all;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub use admin::{HealthReport, Overall, SourcesReport};
-pub use report::{Answer, ErrorReport};
+pub use report::{Answer, ErrorReport, MetricsBody};
 pub use request::{MetricsRequest, RequestError, MAX_DAYS};
 
 use crate::cache::{AnswerCache, SourceCache};
