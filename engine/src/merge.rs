@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::openapi::schema::{Array, Object};
 
 use crate::config::MergePolicy;
 use crate::model::{Dataset, Record, SourceData};
@@ -14,13 +15,38 @@ use crate::model::{Dataset, Record, SourceData};
 pub type Policies = BTreeMap<(Dataset, String), MergePolicy>;
 
 /// The merged datasets, in the dashboard's shape.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Merged {
+    /// Every summary field, zero where no source gave it.
+    #[schema(schema_with = summary_schema)]
     pub summary: Record,
+    /// By date, oldest first.
+    #[schema(schema_with = daily_schema)]
     pub daily_metrics: Vec<Record>,
+    #[schema(schema_with = features_schema)]
     pub feature_metrics: Vec<Record>,
+    /// The top clients by events.
+    #[schema(schema_with = clients_schema)]
     pub client_metrics: Vec<Record>,
+}
+
+// A record is an open JSON object in Rust; its schema comes from the dataset's declared
+// fields instead, so the description says what each record holds.
+fn summary_schema() -> Object {
+    Dataset::Summary.record_schema()
+}
+
+fn daily_schema() -> Array {
+    Array::new(Dataset::Daily.record_schema())
+}
+
+fn features_schema() -> Array {
+    Array::new(Dataset::Features.record_schema())
+}
+
+fn clients_schema() -> Array {
+    Array::new(Dataset::Clients.record_schema())
 }
 
 /// Merges answers given in source id order (which is what `first` refers to), keeping the

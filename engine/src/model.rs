@@ -6,9 +6,23 @@ use std::fmt;
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{AdditionalProperties, KnownFormat, Object, SchemaFormat, Type};
+use utoipa::openapi::ObjectBuilder;
 
 /// The four datasets a dashboard asks for. A source may provide any subset of them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Dataset {
     Summary,
@@ -102,6 +116,22 @@ impl Dataset {
         }
     }
 
+    /// The JSON Schema of one record of this dataset in an answer, for the API
+    /// description: every unified field is there (mapping fills or refuses each), and
+    /// whatever extra fields the source passed through.
+    pub fn record_schema(self) -> Object {
+        let mut record = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(self.description()))
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)));
+        for &(field, field_type) in self.fields() {
+            let description = Some(self.field_description(field));
+            let schema = field_type.schema().description(description);
+            record = record.property(field, schema).required(field);
+        }
+        record.build()
+    }
+
     /// The type of a unified field, or `None` when `field` is not one.
     pub fn field_type(self, field: &str) -> Option<FieldType> {
         self.fields()
@@ -126,6 +156,24 @@ pub enum FieldType {
     Date,
     /// A name: a feature or a client.
     Label,
+}
+
+impl FieldType {
+    /// How a field of this type is written in an answer.
+    fn schema(self) -> ObjectBuilder {
+        match self {
+            // Mapping keeps fractional counts (an average over a period) as they are.
+            FieldType::Count => ObjectBuilder::new()
+                .schema_type(Type::Number)
+                .minimum(Some(0)),
+            FieldType::Date => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Date))),
+            FieldType::Label => ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1)),
+        }
+    }
 }
 
 /// One record of the unified model: the dataset's unified fields plus any extra fields

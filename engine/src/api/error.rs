@@ -6,7 +6,8 @@
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::hub::{ReloadError, RequestError};
 
@@ -52,7 +53,7 @@ impl ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
-            "no such endpoint: see /api/metrics, /api/sources, /api/health and POST /api/cache/clear",
+            "no such endpoint: GET /api/openapi.json describes every one",
         )
     }
 
@@ -141,14 +142,49 @@ impl From<ReloadError> for ApiError {
     }
 }
 
+/// The body of every error answer of the API itself.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody<'a> {
+    /// Always false.
+    success: bool,
+    error: ErrorDetail<'a>,
+}
+
+/// What went wrong: a code that stays the same across releases, and a message for people.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail<'a> {
+    /// e.g. `invalid_days`, `unknown_source`, `missing_token`, `rate_limited`.
+    code: &'a str,
+    message: &'a str,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "success": false,
-            "error": {"code": self.code, "message": self.message},
-        });
+        let body = ErrorBody {
+            success: false,
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         response.headers_mut().extend(self.headers);
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn the_error_body_is_the_one_dashboards_already_read() {
+        let response = ApiError::new(StatusCode::BAD_REQUEST, "invalid_days", "no").into_response();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(
+            &body[..],
+            br#"{"success":false,"error":{"code":"invalid_days","message":"no"}}"#
+        );
     }
 }

@@ -8,11 +8,15 @@
 //!   origins; the built-in [`pages`].
 //! - [`edge`] serves it all over hyper with the connection limits a network needs, and
 //!   [`serve`] wires edge, router and hub together with graceful shutdown.
+//! - [`openapi`]: the description of every route at `GET /api/openapi.json`. A route is
+//!   added with `.routes(routes!(handler))` in its group and a `#[utoipa::path]` on the
+//!   handler, which registers it with the router and the description at once.
 
 pub mod access;
 pub mod edge;
 mod error;
 pub mod layers;
+pub mod openapi;
 mod pages;
 pub mod serve;
 
@@ -22,15 +26,19 @@ use std::time::Duration;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{middleware, Json, Router};
+use axum::{middleware, Extension, Json, Router};
 use chrono::Utc;
-use serde_json::json;
+use serde::Serialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-pub use error::{refusal, ApiError};
+pub use error::{refusal, ApiError, ErrorBody};
 
-use crate::hub::{Answer, Hub, Overall};
+use crate::hub::request::Given;
+use crate::hub::status::SourceHealth;
+use crate::hub::{Answer, HealthReport, Hub, MetricsBody, Overall, ReloadReport, SourcesReport};
 use crate::telemetry;
 use access::{Access, Scope};
 use layers::{RequestLimits, REQUEST_ID};
@@ -61,31 +69,29 @@ pub fn router(hub: Arc<Hub>) -> Router {
     app(hub, &ApiSettings::default())
 }
 
-/// The routes of the hub, each group behind its access check.
+/// The routes of the hub, each group behind its access check, and their description.
 pub fn app(hub: Arc<Hub>, settings: &ApiSettings) -> Router {
-    let guard = |scope: Scope| {
-        middleware::from_fn_with_state((settings.access.clone(), scope), access::require)
-    };
-    let read = Router::new()
-        .route("/api/metrics", get(metrics))
-        .route("/api/sources", get(sources))
-        .route("/api/health", get(health))
-        .route("/metrics", get(prometheus))
-        .route_layer(guard(Scope::Read))
-        .route_layer(middleware::from_fn(layers::mark_route));
-    let admin = Router::new()
-        .route("/api/cache/clear", post(clear_cache))
-        .route("/api/sources/{id}/check", post(check_source))
-        .route("/api/admin/reload", post(reload))
-        .route_layer(guard(Scope::Admin))
-        .route_layer(middleware::from_fn(layers::mark_route));
-    let mut router = Router::new()
-        .merge(read)
-        .merge(admin)
+    let read = OpenApiRouter::new()
+        .routes(routes!(metrics))
+        .routes(routes!(sources))
+        .routes(routes!(health))
+        .routes(routes!(openapi::document))
+        .routes(routes!(prometheus));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(clear_cache))
+        .routes(routes!(check_source))
+        .routes(routes!(reload));
+    let (router, description) = OpenApiRouter::with_openapi(openapi::base())
+        .merge(guarded(read, Scope::Read, settings))
+        .merge(guarded(admin, Scope::Admin, settings))
         .merge(pages::routes().route_layer(middleware::from_fn(layers::mark_route)))
+        .split_for_parts();
+    let description = openapi::Served::new(&openapi::finish(description));
+    let mut router = router
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .with_state(hub)
+        .layer(Extension(description))
         .layer(middleware::from_fn_with_state(
             Arc::new(settings.limits),
             layers::limit,
@@ -96,6 +102,44 @@ pub fn app(hub: Arc<Hub>, settings: &ApiSettings) -> Router {
     router
         .layer(middleware::from_fn(layers::with_request_id))
         .layer(middleware::from_fn(layers::observe))
+}
+
+/// A route group behind the access check of `scope`, described as needing it.
+fn guarded(
+    group: OpenApiRouter<Arc<Hub>>,
+    scope: Scope,
+    settings: &ApiSettings,
+) -> OpenApiRouter<Arc<Hub>> {
+    let guard = middleware::from_fn_with_state((settings.access.clone(), scope), access::require);
+    // The route mark goes outside the guard, so refusals are counted by route too.
+    let mut group = group
+        .route_layer(guard)
+        .route_layer(middleware::from_fn(layers::mark_route));
+    openapi::require_scope(group.get_openapi_mut(), scope);
+    group
+}
+
+/// The body of a successful answer other than metrics: `{success, data}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Answered<T> {
+    success: bool,
+    data: T,
+}
+
+impl<T> Answered<T> {
+    fn ok(data: T) -> Json<Answered<T>> {
+        Json(Answered {
+            success: true,
+            data,
+        })
+    }
+}
+
+/// What `POST /api/cache/clear` did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cleared {
+    /// Ids of the sources whose cache was emptied.
+    cleared: Vec<String>,
 }
 
 /// CORS for the listed origins: preflights are answered before any access check, and
@@ -148,6 +192,22 @@ fn json_bytes(answer: Answer) -> Response {
     response
 }
 
+/// The merged metrics of the selected sources.
+///
+/// Each source's report is in `metadata.sourceDetails`: a source that fails is reported
+/// there while the others are served with 200; only when none answers is the answer a 503.
+#[utoipa::path(
+    get,
+    path = "/api/metrics",
+    tag = "metrics",
+    params(Given),
+    responses(
+        (status = 200, description = "Merged metrics: every selected source answered, or some did (the others' errors are in metadata.sourceDetails).", body = MetricsBody),
+        (status = 400, description = "A parameter is wrong: `invalid_days`, `invalid_date`, `invalid_window`, `duplicate_parameter`, `unknown_source`, `source_disabled`, `unknown_filter` or `invalid_filter`.", body = ErrorBody),
+        (status = 503, description = "`all_sources_failed`: no selected source answered; or `overloaded`: a source's fetch queue is full (with `Retry-After`). Each source's report is still in metadata.", body = MetricsBody,
+            headers(("Retry-After" = String, description = "Seconds to wait, when overloaded."))),
+    ),
+)]
 async fn metrics(
     State(hub): State<Arc<Hub>>,
     RawQuery(query): RawQuery,
@@ -157,10 +217,32 @@ async fn metrics(
     Ok(json_bytes(answer))
 }
 
+/// Every declared source, and the source files that failed to load.
+///
+/// Each source's kind, health, last success and error, latency, cache and filters; each
+/// invalid file's errors with their line, path and fix.
+#[utoipa::path(
+    get,
+    path = "/api/sources",
+    tag = "sources",
+    responses((status = 200, description = "Every source and every invalid file.", body = Answered<SourcesReport>)),
+)]
 async fn sources(State(hub): State<Arc<Hub>>) -> Response {
-    Json(json!({"success": true, "data": hub.sources_report()})).into_response()
+    Answered::ok(hub.sources_report()).into_response()
 }
 
+/// Probes every enabled source now.
+///
+/// With `--public-health` it needs no token.
+#[utoipa::path(
+    get,
+    path = "/api/health",
+    tag = "sources",
+    responses(
+        (status = 200, description = "`ok`, or `degraded`: some source fails its probe or some file is invalid.", body = Answered<HealthReport>),
+        (status = 503, description = "`down`: no source can serve (`success` is false).", body = Answered<HealthReport>),
+    ),
+)]
 async fn health(State(hub): State<Arc<Hub>>) -> Response {
     let report = hub.health().await;
     // 200 while the hub can serve anything; degraded sources are marked in the body.
@@ -169,22 +251,48 @@ async fn health(State(hub): State<Arc<Hub>>) -> Response {
     } else {
         StatusCode::OK
     };
-    (
-        status,
-        Json(json!({"success": status.is_success(), "data": report})),
-    )
-        .into_response()
+    let body = Answered {
+        success: status.is_success(),
+        data: report,
+    };
+    (status, Json(body)).into_response()
 }
 
+/// Probes one source now.
+///
+/// The outcome is kept as its `lastCheck`; a failed probe marks the source `failing`
+/// until its next successful fetch.
+#[utoipa::path(
+    post,
+    path = "/api/sources/{id}/check",
+    tag = "admin",
+    params(("id" = String, Path, description = "The source's id.")),
+    responses(
+        (status = 200, description = "The probe's outcome, up or down.", body = Answered<SourceHealth>),
+        (status = 400, description = "`unknown_source` or `source_disabled`.", body = ErrorBody),
+    ),
+)]
 async fn check_source(
     State(hub): State<Arc<Hub>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let health = hub.check_source(&id).await?;
-    Ok(Json(json!({"success": true, "data": health})).into_response())
+    Ok(Answered::ok(health).into_response())
 }
 
-/// The metrics in the Prometheus (OpenMetrics) text format.
+/// The hub's metrics in the Prometheus (OpenMetrics) text format.
+///
+/// Requests by route and status, per-source fetches, cache lookups, upstream queries and
+/// rows, plugin traps, reloads, the configuration generation and the build.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "OpenMetrics text.", body = String, content_type = "application/openmetrics-text"),
+        (status = 404, description = "`metrics_off`: the hub runs with --no-metrics.", body = ErrorBody),
+    ),
+)]
 async fn prometheus(State(hub): State<Arc<Hub>>) -> Response {
     if telemetry::get().is_none() {
         return ApiError::new(
@@ -202,13 +310,38 @@ async fn prometheus(State(hub): State<Arc<Hub>>) -> Response {
         .into_response()
 }
 
-/// Reloads the sources directory; the answer says what was added, changed, removed,
-/// kept and rejected.
+/// Reloads the sources directory now.
+///
+/// Validates every file as start-up does, then switches to the new set at once; unchanged
+/// sources keep their caches and connections, a broken file keeps its last good version.
+#[utoipa::path(
+    post,
+    path = "/api/admin/reload",
+    tag = "admin",
+    responses(
+        (status = 200, description = "What was added, changed, removed, kept and rejected.", body = Answered<ReloadReport>),
+        (status = 409, description = "`no_sources_directory`: the hub was not started from a directory.", body = ErrorBody),
+        (status = 500, description = "`sources_directory_unreadable` or `env_file_invalid`.", body = ErrorBody),
+    ),
+)]
 async fn reload(State(hub): State<Arc<Hub>>) -> Result<Response, ApiError> {
     let report = hub.reload().await?;
-    Ok(Json(json!({"success": true, "data": report})).into_response())
+    Ok(Answered::ok(report).into_response())
 }
 
+/// Empties every source's cache, or one source's.
+///
+/// The merged answers are dropped either way, since they hold every source's data.
+#[utoipa::path(
+    post,
+    path = "/api/cache/clear",
+    tag = "admin",
+    params(("source" = Option<String>, Query, description = "Only this source's cache (merged answers are emptied either way).")),
+    responses(
+        (status = 200, description = "The ids of the sources cleared.", body = Answered<Cleared>),
+        (status = 400, description = "`unknown_source`, or `unknown_parameter`: a parameter other than source.", body = ErrorBody),
+    ),
+)]
 async fn clear_cache(
     State(hub): State<Arc<Hub>>,
     RawQuery(query): RawQuery,
@@ -229,7 +362,7 @@ async fn clear_cache(
         }
     }
     let cleared = hub.clear_cache(source.as_deref())?;
-    Ok(Json(json!({"success": true, "data": {"cleared": cleared}})).into_response())
+    Ok(Answered::ok(Cleared { cleared }).into_response())
 }
 
 #[cfg(test)]

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use axum::extract::Path;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::get;
-use axum::Router;
 use rust_embed::Embed;
 use tower_http::compression::CompressionLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::ApiError;
+use super::{ApiError, ErrorBody};
 use crate::hub::Hub;
 
 #[derive(Embed)]
@@ -26,32 +26,57 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
      img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; \
      frame-ancestors 'none'";
 
-pub(super) fn routes() -> Router<Arc<Hub>> {
-    Router::new()
-        .route(
-            "/",
-            get(|headers: HeaderMap| async move { file("index.html", &headers) }),
-        )
-        .route(
-            "/admin",
-            get(|| async { Redirect::permanent("/admin/sources") }),
-        )
-        .route(
-            "/admin/sources",
-            get(|headers: HeaderMap| async move { file("admin.html", &headers) }),
-        )
-        .route(
-            "/assets/{*path}",
-            get(|Path(path): Path<String>, headers: HeaderMap| async move {
-                // The pages are not assets: one URL each.
-                if path.ends_with(".html") {
-                    return ApiError::not_found().into_response();
-                }
-                file(&path, &headers)
-            }),
-        )
+pub(super) fn routes() -> OpenApiRouter<Arc<Hub>> {
+    OpenApiRouter::new()
+        .routes(routes!(dashboard))
+        .routes(routes!(admin))
+        .routes(routes!(admin_sources))
+        .routes(routes!(asset))
         // Only the pages' files: the JSON API stays as it was measured.
         .layer(CompressionLayer::new())
+}
+
+/// The dashboard.
+#[utoipa::path(get, path = "/", tag = "pages", responses(
+    (status = 200, description = "The dashboard's page.", content_type = "text/html"),
+    (status = 304, description = "Unchanged since the ETag sent in If-None-Match."),
+))]
+async fn dashboard(headers: HeaderMap) -> Response {
+    file("index.html", &headers)
+}
+
+/// Where the admin page used to be.
+#[utoipa::path(get, path = "/admin", tag = "pages", responses(
+    (status = 308, description = "To /admin/sources."),
+))]
+async fn admin() -> Redirect {
+    Redirect::permanent("/admin/sources")
+}
+
+/// The admin page: every source's state, re-checks and cache clears.
+#[utoipa::path(get, path = "/admin/sources", tag = "pages", responses(
+    (status = 200, description = "The admin page.", content_type = "text/html"),
+    (status = 304, description = "Unchanged since the ETag sent in If-None-Match."),
+))]
+async fn admin_sources(headers: HeaderMap) -> Response {
+    file("admin.html", &headers)
+}
+
+/// A file of the pages: scripts, styles, images, the vendored Chart.js.
+#[utoipa::path(get, path = "/assets/{*path}", tag = "pages",
+    params(("path" = String, Path, description = "The file's path under engine/assets/; it may hold slashes.")),
+    responses(
+        (status = 200, description = "The file, with its MIME type.", content_type = "*/*"),
+        (status = 304, description = "Unchanged since the ETag sent in If-None-Match."),
+        (status = 404, description = "`not_found`: no such file (the pages themselves are not assets).", body = ErrorBody),
+    ),
+)]
+async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
+    // The pages are not assets: one URL each.
+    if path.ends_with(".html") {
+        return ApiError::not_found().into_response();
+    }
+    file(&path, &headers)
 }
 
 /// One embedded file, revalidated by its SHA-256: browsers ask again each time (the hub

@@ -30,8 +30,9 @@ pub use problems::Problems;
 pub use raw::MergePolicy;
 
 /// One problem in one source file.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ConfigError {
+    #[schema(value_type = String)]
     pub file: PathBuf,
     /// 1-based line, where it could be found.
     pub line: Option<usize>,

@@ -10,6 +10,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use futures::future::join_all;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::request::{bad, unknown_source, RequestError};
 use super::status::{Health, ProbeStatus, SourceHealth};
@@ -20,7 +21,7 @@ use crate::kinds::SourceError;
 use crate::model::Dataset;
 
 /// One source in `GET /api/sources`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceInfo {
     id: String,
@@ -29,6 +30,7 @@ pub struct SourceInfo {
     kind: &'static str,
     enabled: bool,
     description: Option<String>,
+    #[schema(value_type = String)]
     file: PathBuf,
     health: Health,
     initialized: bool,
@@ -39,6 +41,7 @@ pub struct SourceInfo {
     last_check: Option<SourceHealth>,
     upstream_fetches: u64,
     datasets: Vec<Dataset>,
+    /// Each declared filter's type, by name.
     filters: BTreeMap<String, &'static str>,
     cache_ttl_seconds: u64,
     stale_while_revalidate_seconds: u64,
@@ -51,7 +54,7 @@ pub struct SourceInfo {
     timeout_ms: u64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct LastError {
     at: DateTime<Utc>,
@@ -60,21 +63,16 @@ struct LastError {
 }
 
 /// A file that could not be loaded, with all of its errors.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvalidFile {
-    pub file: PathBuf,
-    pub errors: Vec<ConfigError>,
-}
-
-impl InvalidFile {
-    pub fn new(file: PathBuf, errors: Vec<ConfigError>) -> InvalidFile {
-        InvalidFile { file, errors }
-    }
+    #[schema(value_type = String)]
+    file: PathBuf,
+    errors: Vec<ConfigError>,
 }
 
 /// `GET /api/sources`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourcesReport {
     generation: GenerationInfo,
@@ -83,7 +81,7 @@ pub struct SourcesReport {
 }
 
 /// Which configuration generation serves, and since when.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GenerationInfo {
     pub number: u64,
@@ -100,7 +98,7 @@ impl GenerationInfo {
 }
 
 /// The hub's overall state in `GET /api/health`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Overall {
     /// Every enabled source answers its probe and every file loaded.
@@ -112,7 +110,7 @@ pub enum Overall {
 }
 
 /// `GET /api/health`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthReport {
     pub status: Overall,

@@ -32,7 +32,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 
 pub use admin::{HealthReport, Overall, SourcesReport};
 pub use reload::{ReloadError, ReloadReport};
-pub use report::{Answer, ErrorReport};
+pub use report::{Answer, ErrorReport, MetricsBody};
 pub use request::{MetricsRequest, RequestError, MAX_DAYS};
 
 use crate::cache::{AnswerCache, SourceCache, StaleWindows};

@@ -13,14 +13,16 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::future::join_all;
 use serde::Serialize;
+use utoipa::ToSchema;
 
-use super::admin::{GenerationInfo, InvalidFile};
+use super::admin::GenerationInfo;
 use super::{Generation, Hub, SourceEntry};
+use crate::config::ConfigError;
 use crate::load::{self, DirectoryError, EnvFileError, LoadedSources, Running};
 use crate::telemetry::{self, ReloadLabels};
 
 /// What a reload did, as `POST /api/admin/reload` answers and the log line says.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReloadReport {
     pub generation: GenerationInfo,
@@ -28,17 +30,18 @@ pub struct ReloadReport {
     pub changed: Vec<String>,
     pub removed: Vec<String>,
     pub kept: Vec<String>,
-    /// Invalid files, each with all of its errors; `keptServing` names the source whose
-    /// last good version still serves from it.
+    /// Invalid files, each with all of its errors.
     pub rejected: Vec<Rejected>,
 }
 
 /// A file the reload could not take.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Rejected {
-    #[serde(flatten)]
-    pub file: InvalidFile,
+    #[schema(value_type = String)]
+    pub file: PathBuf,
+    pub errors: Vec<ConfigError>,
+    /// The source whose last good version still serves from this file.
     pub kept_serving: Option<String>,
 }
 
@@ -67,7 +70,7 @@ impl ReloadReport {
                 &self
                     .rejected
                     .iter()
-                    .map(|r| r.file.file.display().to_string())
+                    .map(|r| r.file.display().to_string())
                     .collect::<Vec<_>>()
             ),
         )
@@ -210,7 +213,8 @@ impl Hub {
                 entries.push(old.clone());
             }
             report.rejected.push(Rejected {
-                file: InvalidFile::new(file.clone(), errors.clone()),
+                file: file.clone(),
+                errors: errors.clone(),
                 kept_serving: kept.map(|old| old.spec.id.clone()),
             });
         }

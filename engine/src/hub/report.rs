@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::cache::{CachedAnswer, Fetched};
 use crate::kinds::{SourceError, SourceSpec};
@@ -15,7 +16,7 @@ use crate::merge::{merge, Merged, Policies};
 use crate::model::{Dataset, QueryParams, SourceData};
 
 /// An error as clients see it: a stable code and a message without internals.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorReport {
     pub code: &'static str,
@@ -88,15 +89,28 @@ pub enum Built {
     Uncached(Answer),
 }
 
+/// What one source did in a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum ReportStatus {
+    /// It answered (perhaps from its cache).
+    Ok,
+    /// It failed; `error` says how.
+    Error,
+    /// It did not answer within its timeout.
+    Timeout,
+    /// It sat the request out: it does not declare a requested filter.
+    Skipped,
+}
+
 /// Per-source part of an answer's metadata.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct SourceReport {
     id: String,
     name: String,
     badge: String,
-    /// `ok`, `error`, `timeout` or `skipped`.
-    status: &'static str,
+    status: ReportStatus,
     error: Option<ErrorReport>,
     latency_ms: Option<u64>,
     cached: bool,
@@ -112,7 +126,8 @@ struct SourceReport {
     warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// The days the answer covers, both ends included.
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Window {
     days: u32,
@@ -120,7 +135,7 @@ struct Window {
     end_date: NaiveDate,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Metadata {
     /// Ids of the sources whose data is in the answer (the original field).
@@ -131,12 +146,17 @@ struct Metadata {
     source_details: Vec<SourceReport>,
 }
 
-#[derive(Debug, Serialize)]
-struct MetricsBody<'a> {
+/// The body of `GET /api/metrics`, in the original dashboard's shape: `data` when any
+/// selected source answered, else `error`; `metadata` always.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MetricsBody<'a> {
     success: bool,
+    // Left out rather than null when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     data: Option<&'a Merged>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     error: Option<ErrorReport>,
     metadata: &'a Metadata,
 }
@@ -251,7 +271,7 @@ fn source_report(spec: &SourceSpec, outcome: &Outcome) -> SourceReport {
         id: spec.id.clone(),
         name: spec.name.clone(),
         badge: spec.badge.clone(),
-        status: "ok",
+        status: ReportStatus::Ok,
         error: None,
         latency_ms: None,
         cached: false,
@@ -264,7 +284,7 @@ fn source_report(spec: &SourceSpec, outcome: &Outcome) -> SourceReport {
     };
     match outcome {
         Outcome::Skipped(why) => {
-            report.status = "skipped";
+            report.status = ReportStatus::Skipped;
             report.error = Some(ErrorReport {
                 code: "filter_not_supported",
                 message: why.clone(),
@@ -300,9 +320,9 @@ fn source_report(spec: &SourceSpec, outcome: &Outcome) -> SourceReport {
             ..
         } => {
             report.status = if matches!(err, SourceError::Timeout(_)) {
-                "timeout"
+                ReportStatus::Timeout
             } else {
-                "error"
+                ReportStatus::Error
             };
             report.error = Some(ErrorReport::from(err));
             report.latency_ms = Some(waited.as_millis() as u64);

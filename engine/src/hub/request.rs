@@ -36,13 +36,29 @@ pub struct MetricsRequest {
     pub sources: Vec<String>,
 }
 
-/// The parameters as given, before they are checked.
-#[derive(Debug, Default)]
-struct Given {
+/// The parameters as given, before they are checked. Also the query parameters of
+/// `GET /api/metrics` in the API description, so the two are declared in one place.
+#[derive(Debug, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Given {
+    /// The window from this many days ago up to today (default 30); not with
+    /// start_date and end_date.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 3650)]
     days: Option<String>,
+    /// First day of an explicit window, with end_date.
+    #[param(value_type = Option<NaiveDate>)]
     start_date: Option<String>,
+    /// Last day of an explicit window (included), not before start_date.
+    #[param(value_type = Option<NaiveDate>)]
     end_date: Option<String>,
+    /// Only these sources (repeat it, or separate ids with commas); every enabled
+    /// source when none is named. An unknown or disabled id is a 400.
+    #[param(rename = "source", value_type = Option<Vec<String>>, style = Form, explode)]
     sources: BTreeSet<String>,
+    /// Any filter a selected source declares (`GET /api/sources` lists them), e.g.
+    /// `client=acme`. A source that does not declare a requested filter sits the request
+    /// out; a filter no selected source declares, or a value of the wrong type, is a 400.
+    #[param(value_type = Option<BTreeMap<String, String>>, style = Form, explode)]
     filters: BTreeMap<String, String>,
 }
 

@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::report::ErrorReport;
 
 /// A source's health as `/api/sources` shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Health {
     /// Something succeeded and nothing failed since.
@@ -24,7 +25,7 @@ pub enum Health {
 }
 
 /// Outcome of one health probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeStatus {
     Ok,
@@ -32,7 +33,7 @@ pub enum ProbeStatus {
 }
 
 /// One source in `GET /api/health`, and the answer of a re-check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SourceHealth {
     pub id: String,
