@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// A PostgreSQL server on 127.0.0.1 and a free port, stopped on drop (and, should the
-/// test process die first, by a watchdog that sees its parent gone).
+/// test process end first, by a watchdog that sees it gone and removes the directory).
 pub struct Postgres {
     url: String,
     data: PathBuf,
@@ -207,10 +207,13 @@ impl Postgres {
             ""
         };
         let script = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}{ctl} -D {data} -m immediate stop",
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {stop}{ctl} -D {data} -m immediate stop; rm -rf {dir}",
             pid = std::process::id(),
             ctl = self.bin.join("pg_ctl").display(),
             data = self.data.display(),
+            // A shared server lives in a static, which is never dropped: without this its
+            // half-gigabyte directory outlives every test run.
+            dir = self.dir.path().display(),
         );
         let spawned = Command::new("sh")
             .args(["-c", &script])
