@@ -1,5 +1,6 @@
 //! A plugin that traps on every call, under load: the pool replaces its instances, the
-//! other sources keep answering, and the process does not grow. Alone in its test
+//! other sources keep answering, the process does not grow, and `/metrics` counts every
+//! trap. Alone in its test
 //! binary, so the memory measured is this hub's and nothing else's.
 
 use std::collections::HashMap;
@@ -76,5 +77,21 @@ async fn a_plugin_trapping_on_every_call_under_load_is_replaced_without_growing(
     // A fresh instance still answers a window that does not trap.
     let (_, body) = metrics_hub_tests::get(&hub, "/api/metrics?days=7").await;
     assert_eq!(details(&body, "panicky")["status"], "ok", "{body}");
+    // Every trap was counted, and the pool's memory high-water mark is exposed.
+    let scrape = client.get(hub.url("/metrics")).send().await.unwrap();
+    let text = scrape.text().await.unwrap();
+    let sample = |prefix: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(prefix));
+        let line = line.unwrap_or_else(|| panic!("no {prefix} in:\n{text}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let traps = sample(r#"metrics_hub_plugin_traps_total{source="panicky",reason="crash"}"#);
+    let entries = hub.hub.entries();
+    let panicky = entries.iter().find(|e| e.spec.id == "panicky").unwrap();
+    // Every upstream call trapped but the last, the 7-day one.
+    assert_eq!(traps, (panicky.upstream_fetches() - 1) as f64);
+    assert!(traps >= 100.0, "{traps}");
+    let memory = sample(r#"metrics_hub_plugin_memory_high_water_bytes{source="panicky"}"#);
+    assert!(memory >= 65_536.0, "at least one wasm page: {memory}");
     hub.stop().await.unwrap();
 }

@@ -233,19 +233,23 @@ impl Hub {
         }
     }
 
-    /// Sets the metrics read at scrape time: each source's cache entries and the
-    /// generation. Sources a reload removed disappear from them.
+    /// Sets the metrics read at scrape time: each source's cache entries, each plugin's
+    /// memory high-water mark, and the generation. Sources a reload removed disappear from them.
     pub fn observe(&self) {
         let Some(t) = telemetry::get() else { return };
         let generation = self.current();
         t.generation.set(generation.number as i64);
         t.cache_entries.clear();
+        t.plugin_memory.clear();
         for entry in &generation.entries {
-            let source = entry.spec.id.clone();
+            let labels = SourceLabels {
+                source: entry.spec.id.clone(),
+            };
             let entries = entry.cache.stats().entries as i64;
-            t.cache_entries
-                .get_or_create(&SourceLabels { source })
-                .set(entries);
+            t.cache_entries.get_or_create(&labels).set(entries);
+            if let Some(bytes) = entry.source.memory_high_water() {
+                t.plugin_memory.get_or_create(&labels).set(bytes as i64);
+            }
         }
     }
 

@@ -309,4 +309,8 @@ pub trait DataSource: Send + Sync {
     async fn health_check(&self) -> Result<(), SourceError>;
     /// Releases connections at shutdown.
     async fn cleanup(&self);
+    /// For a plugin: the largest linear memory one of its instances has reached, in bytes.
+    fn memory_high_water(&self) -> Option<u64> {
+        None
+    }
 }

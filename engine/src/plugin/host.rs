@@ -3,6 +3,7 @@
 //! empty context: no arguments, environment, preopened directories or network, and stdout
 //! and stderr captured into a small buffer the hub logs when the plugin fails.
 
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -61,6 +62,7 @@ impl HostState {
         http: Arc<HttpGate>,
         runtime: tokio::runtime::Handle,
         memory_bytes: usize,
+        high_water: Arc<AtomicUsize>,
     ) -> HostState {
         let output = MemoryOutputPipe::new(OUTPUT_CAPACITY);
         // Nothing inherited: no args, env, preopens, stdin; sockets are refused by the
@@ -79,7 +81,7 @@ impl HostState {
             runtime,
             started: Instant::now(),
             call: Call::new(Instant::now()),
-            limits: Limits::new(memory_bytes),
+            limits: Limits::new(memory_bytes, high_water),
             output,
             wasi,
             table: ResourceTable::new(),
@@ -184,6 +186,7 @@ mod tests {
             Arc::new(gate),
             tokio::runtime::Handle::current(),
             1 << 20,
+            Arc::default(),
         );
         assert_eq!(state.clean("token=hunter2-secret ok"), "token=*** ok");
         let long = state.clean(&"é".repeat(MAX_LOG_TEXT));

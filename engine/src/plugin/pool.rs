@@ -15,6 +15,7 @@
 //! idle, and runs on tokio's blocking pool: guest code is synchronous, and a runaway guest
 //! must occupy a blocking thread until its epoch deadline, never a runtime worker.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -44,6 +45,8 @@ pub struct Pool {
     secrets: Arc<Vec<String>>,
     http: Arc<HttpGate>,
     memory_bytes: usize,
+    /// The largest linear memory any instance reached.
+    high_water: Arc<AtomicUsize>,
     deadline: Duration,
     handle: tokio::runtime::Handle,
     // A std Mutex: held only to push or pop, never across a call or an await.
@@ -84,11 +87,17 @@ impl Pool {
             secrets,
             http: Arc::new(http),
             memory_bytes: sandbox.memory_bytes,
+            high_water: Arc::default(),
             deadline,
             handle: tokio::runtime::Handle::current(),
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(Semaphore::new(sandbox.instances.max(1))),
         }))
+    }
+
+    /// The largest linear memory one instance has reached, in bytes.
+    pub fn memory_high_water(&self) -> usize {
+        self.high_water.load(Ordering::Relaxed)
     }
 
     fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Instance>> {
@@ -202,6 +211,7 @@ impl Pool {
             self.http.clone(),
             self.handle.clone(),
             self.memory_bytes,
+            self.high_water.clone(),
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);

@@ -4,6 +4,9 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use wasmtime::ResourceLimiter;
 
 use super::allowlist::Allowlist;
@@ -61,13 +64,16 @@ pub(crate) struct Limits {
     memory_bytes: usize,
     /// Set when a memory grow was refused.
     pub(crate) memory_exhausted: bool,
+    /// The largest memory any instance of the source was allowed, shared by its pool.
+    high_water: Arc<AtomicUsize>,
 }
 
 impl Limits {
-    pub(crate) fn new(memory_bytes: usize) -> Limits {
+    pub(crate) fn new(memory_bytes: usize, high_water: Arc<AtomicUsize>) -> Limits {
         Limits {
             memory_bytes,
             memory_exhausted: false,
+            high_water,
         }
     }
 }
@@ -88,6 +94,7 @@ impl ResourceLimiter for Limits {
                 self.memory_bytes
             );
         }
+        self.high_water.fetch_max(desired, Ordering::Relaxed);
         Ok(true)
     }
 
@@ -110,7 +117,7 @@ mod tests {
 
     #[test]
     fn the_memory_limit_refuses_and_remembers() {
-        let mut limits = Limits::new(1 << 20);
+        let mut limits = Limits::new(1 << 20, Arc::default());
         assert!(limits.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!limits.memory_exhausted);
         assert!(limits.memory_growing(1 << 20, 2 << 20, None).is_err());

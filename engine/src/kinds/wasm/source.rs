@@ -109,6 +109,10 @@ impl DataSource for WasmSource {
             pool.cleanup().await;
         }
     }
+
+    fn memory_high_water(&self) -> Option<u64> {
+        self.pool.get().map(|pool| pool.memory_high_water() as u64)
+    }
 }
 
 /// The request as the WIT contract spells it.
