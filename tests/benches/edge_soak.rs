@@ -5,7 +5,8 @@
 //!   read token on every request, against the same load on an open hub, alternating in
 //!   the same run (6 x 10 s per side). Targets: 0 errors, authenticated throughput >= 0.9
 //!   x open throughput, and the process's resident memory flat within 5 MiB from the
-//!   start of the soak to its end. p99 latencies are reported.
+//!   start of the soak to its end, not counting the latency samples the load generator
+//!   (in this same process) keeps. p99 latencies are reported.
 //! - Slow clients: the same 64 connections' throughput while 1,000 other connections each
 //!   trickle a request head one byte a second, as a ratio of the throughput without them
 //!   (reported; target >= 0.8).
@@ -106,6 +107,12 @@ async fn start(
     Ok((hub, addr, body.len()))
 }
 
+/// Resident bytes of the latencies `runs` hold (written pages only).
+fn latency_bytes(runs: &[Run]) -> u64 {
+    let samples: usize = runs.iter().map(|run| run.latencies.len()).sum();
+    (samples * std::mem::size_of::<Duration>()) as u64
+}
+
 /// Connections that each send a request head one byte a second and never finish it.
 async fn slow_clients(
     addr: SocketAddr,
@@ -154,7 +161,9 @@ fn run(quick: bool, verdict: &mut Verdict) -> anyhow::Result<()> {
             open_runs.push(load(open_addr, PATH, CONNECTIONS, duration, open_len, None).await?);
             guarded_runs.push(load(guarded_addr, PATH, CONNECTIONS, duration, guarded_len, Some(TOKEN)).await?);
         }
-        let rss_end = resident_bytes();
+        // The load generator runs in this process and keeps every latency it measured;
+        // those buffers are the client's, not the hub's, so they are taken out.
+        let rss_end = resident_bytes().saturating_sub(latency_bytes(&open_runs) + latency_bytes(&guarded_runs));
         let (open_rate, open_p99, open_errors) = summarize("open hub", &open_runs);
         let (guarded_rate, guarded_p99, guarded_errors) = summarize("hub checking a read token", &guarded_runs);
         verdict.check(open_errors + guarded_errors == 0, format!("every answer was 200 with the cached body (errors: open {open_errors}, token {guarded_errors})"));
@@ -162,7 +171,7 @@ fn run(quick: bool, verdict: &mut Verdict) -> anyhow::Result<()> {
         let ratio = guarded_rate / open_rate;
         verdict.target(quick, ratio >= AUTH_RATIO, format!("token / open throughput = {ratio:.3} (target >= {AUTH_RATIO})"));
         let grew = rss_end.saturating_sub(rss_start);
-        println!("  resident memory: {} MiB at the start of the soak, {} MiB at its end", rss_start >> 20, rss_end >> 20);
+        println!("  resident memory: {} MiB at the start of the soak, {} MiB at its end (without the load generator's latency samples)", rss_start >> 20, rss_end >> 20);
         verdict.target(quick, grew <= FLAT_BYTES, format!("memory grew {:.2} MiB over the soak (target <= 5 MiB)", grew as f64 / 1048576.0));
 
         let before = load(guarded_addr, PATH, CONNECTIONS, duration, guarded_len, Some(TOKEN)).await?;
@@ -186,6 +195,14 @@ fn run(quick: bool, verdict: &mut Verdict) -> anyhow::Result<()> {
 }
 
 fn main() {
+    // The load generator shares this process and frees a 256 KiB latency buffer per
+    // connection after every run. glibc raises its mmap threshold after the first such
+    // free and keeps the later ones in its arenas (28 MiB over the soak, none of it the
+    // hub's); a fixed threshold returns them, so the RSS delta measures the hub.
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
     let quick = common::quick();
     common::announce(NAME, quick);
     let mut verdict = Verdict::default();
