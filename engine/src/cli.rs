@@ -236,16 +236,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let settings = serve_settings(&args)?;
     crate::telemetry::set_enabled(!args.no_metrics);
     check_data_dir(&data_dir())?;
-    let file_vars = match &args.env_file {
-        Some(file) => load::read_env_file(file)?,
-        None => Default::default(),
-    };
-    let env = |name: &str| {
-        file_vars
-            .get(name)
-            .cloned()
-            .or_else(|| std::env::var(name).ok())
-    };
+    let env = load::environment(args.env_file.as_deref())?;
     let loaded = load::load_dir_with(&args.sources, &env)?;
     log_errors(&loaded);
     if args.strict && !loaded.broken.is_empty() {

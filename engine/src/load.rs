@@ -93,6 +93,18 @@ pub fn read_env_file(file: &Path) -> Result<BTreeMap<String, String>, EnvFileErr
     Ok(vars)
 }
 
+/// What `${NAME}` resolves from: the env file's variables (read now), then the process
+/// environment. Start-up and every reload call it, so an edited env file takes effect.
+pub fn environment(
+    env_file: Option<&Path>,
+) -> Result<impl Fn(&str) -> Option<String>, EnvFileError> {
+    let vars = match env_file {
+        Some(file) => read_env_file(file)?,
+        None => BTreeMap::new(),
+    };
+    Ok(move |name: &str| vars.get(name).cloned().or_else(|| std::env::var(name).ok()))
+}
+
 /// Loads every `*.yaml`/`*.yml` file of `dir` with the process environment.
 pub fn load_dir(dir: &Path) -> Result<LoadedSources, DirectoryError> {
     load_dir_with(dir, &|name| std::env::var(name).ok())

@@ -124,16 +124,7 @@ impl Hub {
             .iter()
             .map(|e| (e.spec.id.clone(), e.spec.file.clone()))
             .collect();
-        let file_vars = match &self.settings.env_file {
-            Some(file) => load::read_env_file(file)?,
-            None => BTreeMap::new(),
-        };
-        let env = |name: &str| {
-            file_vars
-                .get(name)
-                .cloned()
-                .or_else(|| std::env::var(name).ok())
-        };
+        let env = load::environment(self.settings.env_file.as_deref())?;
         let loaded = load::load_dir_keeping(dir, &env, &running)?;
         let broken = loaded.broken.clone();
         let mut policies = loaded.policies.clone();
