@@ -283,6 +283,29 @@ impl AsyncWrite for WatchedIo {
         Poll::Ready(Ok(original))
     }
 
+    /// hyper queues a response's head and body slices instead of copying the body into
+    /// its own buffer when the transport writes vectored: a cached answer goes from the
+    /// cache's `Bytes` to the socket without a per-request copy (and without a
+    /// body-sized buffer per connection, which glibc would keep after it closed).
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let first = bufs.iter().find(|buf| !buf.is_empty());
+        let own = first.is_some_and(|buf| automatic_response(buf, self.line.too_long).is_some());
+        if self.rewrite.is_none() && !own {
+            return poll_write_vectored_to(&self.stream, cx, bufs);
+        }
+        // A response hyper wrote by itself (small, and rare): replaced whole.
+        let whole: Vec<u8> = bufs.iter().flat_map(|buf| buf.iter().copied()).collect();
+        self.poll_write(cx, &whole)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Writes go straight to the socket; there is nothing buffered here.
         Poll::Ready(Ok(()))
@@ -302,6 +325,21 @@ fn poll_write_to(
     loop {
         ready!(stream.poll_write_ready(cx))?;
         match stream.try_write(bytes) {
+            Ok(written) => return Poll::Ready(Ok(written)),
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(err) => return Poll::Ready(Err(err)),
+        }
+    }
+}
+
+fn poll_write_vectored_to(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    bufs: &[io::IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    loop {
+        ready!(stream.poll_write_ready(cx))?;
+        match stream.try_write_vectored(bufs) {
             Ok(written) => return Poll::Ready(Ok(written)),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
             Err(err) => return Poll::Ready(Err(err)),
