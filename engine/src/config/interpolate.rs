@@ -1,5 +1,13 @@
 //! `${VAR}`, `${VAR:-default}` and `${VAR:+alternative}` in string values, resolved from
 //! the environment before the schema sees the document. `$$` writes a literal `$`.
+//!
+//! Which resolved values are secrets (redacted from every log line and message about the
+//! file): a value written `${secret:VAR}`; a value under a key, or from a variable, whose
+//! name says it is one (it contains `token`, `secret`, `password`, `passwd`, `key`,
+//! `credential` or `auth`, in any case: `access_token`, `Authorization`,
+//! `HUBSPOT_ACCESS_TOKEN`); and the password of a URL with credentials
+//! (`postgres://user:PASSWORD@host`). Anything else (`${BASE_URL}`, `${HOST}`) is shown
+//! as it is, so that an admin can read the messages about it.
 
 use serde_json::Value;
 
@@ -10,16 +18,23 @@ pub struct InterpolationError(pub String);
 
 /// Replaces every expression in every string of `document`, in place.
 ///
-/// Returns the values that came from the environment: they may be secrets, so the loader
-/// redacts them from every message it prints about this file. On failure returns each
-/// failing JSON pointer with its error.
+/// Returns the resolved values that are secrets (see the module), which the loader
+/// redacts from every message it prints about this file. On failure returns each failing
+/// JSON pointer with its error.
 pub fn interpolate_document(
     document: &mut Value,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<String>, Vec<(String, InterpolationError)>> {
     let mut resolved = Vec::new();
     let mut errors = Vec::new();
-    walk(document, String::new(), env, &mut resolved, &mut errors);
+    walk(
+        document,
+        String::new(),
+        false,
+        env,
+        &mut resolved,
+        &mut errors,
+    );
     if errors.is_empty() {
         Ok(resolved)
     } else {
@@ -27,31 +42,76 @@ pub fn interpolate_document(
     }
 }
 
+/// Whether a key or variable name says its value is a secret.
+pub fn sensitive_name(name: &str) -> bool {
+    const WORDS: [&str; 7] = [
+        "token",
+        "secret",
+        "password",
+        "passwd",
+        "key",
+        "credential",
+        "auth",
+    ];
+    let name = name.to_ascii_lowercase();
+    WORDS.iter().any(|word| name.contains(word))
+}
+
 fn walk(
     value: &mut Value,
     pointer: String,
+    sensitive: bool,
     env: &dyn Fn(&str) -> Option<String>,
     resolved: &mut Vec<String>,
     errors: &mut Vec<(String, InterpolationError)>,
 ) {
     match value {
-        Value::String(text) => match interpolate(text, env, resolved) {
-            Ok(Some(replaced)) => *text = replaced,
-            Ok(None) => {}
-            Err(err) => errors.push((pointer, err)),
-        },
+        Value::String(text) => {
+            let mut values = Vec::new();
+            match interpolate(text, env, &mut values) {
+                Ok(Some(replaced)) => *text = replaced,
+                Ok(None) => {}
+                Err(err) => errors.push((pointer, err)),
+            }
+            resolved.extend(values.into_iter().filter_map(|v| v.secret(sensitive)));
+        }
         Value::Array(items) => {
             for (index, item) in items.iter_mut().enumerate() {
-                walk(item, format!("{pointer}/{index}"), env, resolved, errors);
+                let pointer = format!("{pointer}/{index}");
+                walk(item, pointer, sensitive, env, resolved, errors);
             }
         }
         Value::Object(map) => {
             for (key, item) in map.iter_mut() {
                 let escaped = key.replace('~', "~0").replace('/', "~1");
-                walk(item, format!("{pointer}/{escaped}"), env, resolved, errors);
+                let pointer = format!("{pointer}/{escaped}");
+                walk(item, pointer, sensitive_name(key), env, resolved, errors);
             }
         }
         _ => {}
+    }
+}
+
+/// One value taken from the environment, and what says whether it is a secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub value: String,
+    /// Written `${secret:VAR}`, or from a variable named like a secret.
+    pub marked: bool,
+}
+
+impl Resolved {
+    /// The part of the value to redact, if any, given whether its key is sensitive.
+    fn secret(self, sensitive_key: bool) -> Option<String> {
+        if self.marked || sensitive_key {
+            return Some(self.value);
+        }
+        let url = url::Url::parse(&self.value).ok()?;
+        url.password().map(|password| {
+            percent_encoding::percent_decode_str(password)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
     }
 }
 
@@ -59,7 +119,7 @@ fn walk(
 pub fn interpolate(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
-    resolved: &mut Vec<String>,
+    resolved: &mut Vec<Resolved>,
 ) -> Result<Option<String>, InterpolationError> {
     if !text.contains('$') {
         return Ok(None);
@@ -92,8 +152,12 @@ pub fn interpolate(
 fn expand(
     expression: &str,
     env: &dyn Fn(&str) -> Option<String>,
-    resolved: &mut Vec<String>,
+    resolved: &mut Vec<Resolved>,
 ) -> Result<String, InterpolationError> {
+    let (marked, expression) = match expression.strip_prefix("secret:") {
+        Some(rest) => (true, rest),
+        None => (false, expression),
+    };
     let (name, operator, word) = match expression.find(":-").or_else(|| expression.find(":+")) {
         Some(at) => (
             &expression[..at],
@@ -104,7 +168,7 @@ fn expand(
     };
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(InterpolationError(format!(
-            "`${{{expression}}}` is not a valid expression: use ${{VAR}}, ${{VAR:-default}} or ${{VAR:+value}}"
+            "`${{{expression}}}` is not a valid expression: use ${{VAR}}, ${{secret:VAR}}, ${{VAR:-default}} or ${{VAR:+value}}"
         )));
     }
     // As in the shell, a variable set to the empty string counts as unset for `:-` and `:+`.
@@ -113,7 +177,10 @@ fn expand(
         (":+", Some(_)) => word.unwrap_or_default().to_owned(),
         (":+", None) => String::new(),
         (_, Some(value)) => {
-            resolved.push(value.clone());
+            resolved.push(Resolved {
+                value: value.clone(),
+                marked: marked || sensitive_name(name),
+            });
             value
         }
         (":-", None) => word.unwrap_or_default().to_owned(),
@@ -176,8 +243,43 @@ mod tests {
         let mut doc = json!({"url": "${HOST}"});
         assert_eq!(
             interpolate_document(&mut doc, &env).unwrap(),
-            vec!["db.local"]
+            Vec::<String>::new()
         );
         assert_eq!(doc, json!({"url": "db.local"}));
+    }
+
+    #[test]
+    fn only_secrets_are_collected_for_redaction() {
+        let env = |name: &str| match name {
+            "HOST" => Some("db.local".into()),
+            "PLAIN" => Some("plain-value".into()),
+            "API_TOKEN" => Some("tok-123".into()),
+            "DSN" => Some("postgres://app:p%40ss-word@db.local/x".into()),
+            _ => None,
+        };
+        let mut doc = json!({
+            "base_url": "https://${HOST}/v1",
+            "marked": "${secret:PLAIN}",
+            "by_variable": "x=${API_TOKEN}",
+            "headers": {"Authorization": "Bearer ${PLAIN}"},
+            "config": {"access_token": "${PLAIN}", "list_key": ["${PLAIN}"]},
+            "url": "${DSN}",
+            "fallback": "${secret:MISSING:-default-one}",
+        });
+        let secrets = interpolate_document(&mut doc, &env).unwrap();
+        assert_eq!(doc["marked"], "plain-value");
+        assert_eq!(doc["fallback"], "default-one");
+        assert!(!secrets.contains(&"db.local".to_owned()), "{secrets:?}");
+        assert!(secrets.contains(&"tok-123".to_owned()), "{secrets:?}");
+        assert!(secrets.contains(&"p@ss-word".to_owned()), "{secrets:?}");
+        assert_eq!(
+            secrets.iter().filter(|s| *s == "plain-value").count(),
+            4,
+            "{secrets:?}"
+        );
+        assert!(
+            !secrets.iter().any(|s| s.contains("postgres://")),
+            "{secrets:?}"
+        );
     }
 }

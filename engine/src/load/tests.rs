@@ -159,12 +159,19 @@ fn unset_variables_and_secrets_in_messages() {
     assert_eq!(errors[0].line, Some(6));
     assert!(errors[0].message.contains("PG_URL is not set"));
 
-    // A value from the environment never shows up in an error, even when it is the error.
-    let text = "id: pg\nname: PG\nkind: sql\nconnection:\n  driver: ${DRIVER}\n  url: x\nqueries:\n  daily:\n    sql: SELECT 1\n";
+    // A secret never shows up in an error, even when it is the error; a plain value does,
+    // so that the admin can see what is wrong with it.
+    let text = "id: pg\nname: PG\nkind: sql\nconnection:\n  driver: ${secret:DRIVER}\n  url: x\nqueries:\n  daily:\n    sql: SELECT 1\n";
     let env = |name: &str| (name == "DRIVER").then(|| "hunter2-secret".to_owned());
     let shown = report(&load_source(Path::new("pg.yaml"), text, &env).unwrap_err());
     assert!(shown.contains("/connection/driver"), "{shown}");
     assert!(!shown.contains("hunter2-secret"), "{shown}");
+    let plain = text.replace("${secret:DRIVER}", "${DRIVER}");
+    let shown = report(&load_source(Path::new("pg.yaml"), &plain, &env).unwrap_err());
+    assert!(
+        shown.contains("\"hunter2-secret\" is not one of"),
+        "{shown}"
+    );
 }
 
 #[test]
