@@ -352,8 +352,21 @@ async fn request_limit_exceeded_is_reported_as_rate_limited_while_the_demo_answe
         expected(&s.events, start, s.today, &Narrow::default(), 1)
     );
 
-    // The limit lifted, the same hub answers in full (another window: nothing cached).
-    let (_, again) = get(&s.hub, "/api/metrics?days=29").await;
+    // Salesforce gave no wait: the hub holds off for a second without calling it...
+    let (_, held) = get(&s.hub, "/api/metrics?days=29").await;
+    let d = details(&held, "salesforce");
+    assert_eq!(d["error"]["code"], "rate_limited", "{d}");
+    assert!(
+        d["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("asks it again"),
+        "{d}"
+    );
+    // ...then, the limit lifted, the same hub answers in full (another window: nothing
+    // cached).
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let (_, again) = get(&s.hub, "/api/metrics?days=28").await;
     assert_eq!(details(&again, "salesforce")["status"], "ok", "{again}");
     s.hub.stop().await.unwrap();
 }

@@ -40,6 +40,10 @@ pub struct SourceInfo {
     /// The last health probe: from `GET /api/health` or a re-check of this source.
     last_check: Option<SourceHealth>,
     upstream_fetches: u64,
+    /// The service answered rate-limited: the hub does not ask it again before this
+    /// (answering from the cache, a stale entry, or with a `rate_limited` error).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rate_limited_until: Option<DateTime<Utc>>,
     datasets: Vec<Dataset>,
     /// Each declared filter's type, by name.
     filters: BTreeMap<String, &'static str>,
@@ -149,6 +153,9 @@ impl SourceEntry {
             latency_ms: status.last_latency.map(|l| l.as_millis() as u64),
             last_check: status.last_check.clone(),
             upstream_fetches: self.upstream_fetches(),
+            rate_limited_until: status
+                .rate_limited_until
+                .filter(|until| *until > Utc::now()),
             datasets: spec.kind.datasets().iter().copied().collect(),
             filters: spec
                 .filters
@@ -253,7 +260,9 @@ impl Hub {
     }
 
     /// Empties the cache of one source, or of all; merged answers are dropped either way
-    /// since they hold every source's data. Returns the ids cleared.
+    /// since they hold every source's data. An admin clearing a cache asks for the
+    /// sources to be queried again, so a rate-limit hold-off ends too. Returns the ids
+    /// cleared.
     pub fn clear_cache(&self, source: Option<&str>) -> Result<Vec<String>, RequestError> {
         let generation = self.current();
         let cleared: Vec<&Arc<SourceEntry>> = match source {
@@ -264,6 +273,7 @@ impl Hub {
         };
         for entry in &cleared {
             entry.cache.clear();
+            entry.status().rate_limited_until = None;
         }
         self.answers.clear();
         Ok(cleared.iter().map(|e| e.spec.id.clone()).collect())

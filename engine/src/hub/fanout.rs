@@ -21,6 +21,11 @@ use crate::model::{QueryParams, SourceData};
 use crate::plugin::PluginError;
 use crate::telemetry::{self, LookupLabels, OutcomeLabels, SourceLabels, TrapLabels};
 
+/// How long the hub holds off a source that answered rate-limited without saying for how
+/// long, and the longest it holds off whatever the source said.
+const HOLD_OFF: Duration = Duration::from_secs(1);
+const MAX_HOLD_OFF: Duration = Duration::from_secs(3_600);
+
 /// What one source's cache and upstream gave a request.
 struct Served {
     result: Result<Arc<Fetched>, SourceError>,
@@ -88,6 +93,9 @@ impl SourceEntry {
         let entry = self.clone();
         let span = tracing::info_span!("upstream", source = %self.spec.id);
         async move {
+            if let Some(left) = entry.status().holding_off(Utc::now()) {
+                return Err(SourceError::HeldOff(left));
+            }
             let _slot = entry.slot().await?;
             entry.count_upstream_fetch();
             let started = Instant::now();
@@ -97,6 +105,10 @@ impl SourceEntry {
                 .map_err(|_| SourceError::Timeout(timeout))
                 .and_then(|fetched| fetched);
             entry.observe_upstream(&data, started.elapsed());
+            if let Err(SourceError::RateLimited { retry_after }) = &data {
+                let wait = retry_after.unwrap_or(HOLD_OFF).min(MAX_HOLD_OFF);
+                entry.status().hold_off(Utc::now(), wait);
+            }
             let data = data?;
             Ok(Fetched {
                 data,
@@ -177,6 +189,10 @@ impl SourceEntry {
             // Shedding is the hub's choice, not the source failing: its health stays.
             Err(SourceError::Overloaded) => {
                 tracing::warn!(source = %self.spec.id, "fetch shed: the source's queue is full");
+            }
+            // Not a new failure: the rate limit that caused it is already recorded.
+            Err(err @ SourceError::HeldOff(_)) => {
+                tracing::debug!(source = %self.spec.id, "fetch not sent: {err}");
             }
             Err(err) => {
                 tracing::warn!(source = %self.spec.id, code = err.code(), "fetch failed: {err}");

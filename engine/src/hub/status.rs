@@ -51,6 +51,8 @@ pub struct SourceStatus {
     pub last_error: Option<(DateTime<Utc>, ErrorReport)>,
     pub last_latency: Option<Duration>,
     pub last_check: Option<SourceHealth>,
+    /// The service said it was rate limited: the hub does not ask it again before this.
+    pub rate_limited_until: Option<DateTime<Utc>>,
 }
 
 impl SourceStatus {
@@ -82,6 +84,18 @@ impl SourceStatus {
         self.initialized = true;
         self.last_success = Some(at);
         self.last_latency = Some(latency);
+    }
+
+    /// The service answered rate-limited, asking to wait `wait`: hold off until then.
+    pub fn hold_off(&mut self, now: DateTime<Utc>, wait: Duration) {
+        let until = now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        self.rate_limited_until = Some(until);
+    }
+
+    /// How long the hub still holds off asking the service, if it does.
+    pub fn holding_off(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let left = self.rate_limited_until? - now;
+        left.to_std().ok().filter(|left| !left.is_zero())
     }
 
     /// A failed fetch or start.
@@ -147,6 +161,17 @@ mod tests {
         assert_eq!(probed.health(), Health::Ok);
         probed.last_check = Some(check(t(2), false));
         assert_eq!(probed.health(), Health::Failing);
+    }
+
+    #[test]
+    fn a_rate_limit_holds_off_for_as_long_as_asked() {
+        let now = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        let mut status = SourceStatus::default();
+        assert_eq!(status.holding_off(now), None);
+        status.hold_off(now, Duration::from_secs(7));
+        let later = now + chrono::Duration::seconds(2);
+        assert_eq!(status.holding_off(later), Some(Duration::from_secs(5)));
+        assert_eq!(status.holding_off(now + chrono::Duration::seconds(7)), None);
     }
 
     #[test]

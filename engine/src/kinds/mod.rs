@@ -202,6 +202,10 @@ pub enum SourceError {
     RateLimited {
         retry_after: Option<std::time::Duration>,
     },
+    /// The service said it was rate limited a moment ago: the hub holds off asking it
+    /// again for as long as it asked (what is left of that is given).
+    #[error("rate limited: not asked again for {}s", .0.as_secs().max(1))]
+    HeldOff(std::time::Duration),
     /// The remote service answered with an error status or error body.
     #[error("the service answered {status}: {message}")]
     Upstream { status: u16, message: String },
@@ -232,7 +236,7 @@ impl SourceError {
             SourceError::Timeout(_) => "timeout",
             SourceError::Unreachable(_) => "unreachable",
             SourceError::Auth(_) => "auth_failed",
-            SourceError::RateLimited { .. } => "rate_limited",
+            SourceError::RateLimited { .. } | SourceError::HeldOff(_) => "rate_limited",
             SourceError::Upstream { .. } => "upstream_error",
             SourceError::BadResponse(_) => "bad_response",
             SourceError::TooLarge(_) => "response_too_large",
@@ -266,6 +270,10 @@ impl SourceError {
                 ),
                 None => "rate limited by the service".into(),
             },
+            SourceError::HeldOff(left) => format!(
+                "rate limited by the service: the hub asks it again in {} s",
+                left.as_secs().max(1)
+            ),
             SourceError::Upstream { status, .. } => {
                 format!("the service answered HTTP {status}; see the hub log")
             }
