@@ -37,6 +37,12 @@ if ! python3 -c 'import prometheus_client' >/dev/null 2>&1; then
   python3 -m pip install -q prometheus-client==0.26.0
 fi
 
+# The Python example plugin's logic has plain pytest tests (plugins/python/*/test_*.py).
+if ! python3 -c 'import pytest' >/dev/null 2>&1; then
+  step "installing pytest"
+  python3 -m pip install -q pytest==8.3.4
+fi
+
 step "format"
 cargo fmt --all -- --check
 
@@ -50,6 +56,8 @@ step "plugin logic (native unit tests, format, lint)"
 (cd plugins && cargo fmt --all -- --check \
   && cargo clippy -p salesforce -p hubspot -p guest-dates -p guest-support --all-targets --locked -- -D warnings \
   && cargo test -p salesforce -p hubspot -p guest-dates -p guest-support --locked)
+for dir in plugins/python/*/; do (cd "$dir" && python3 -m pytest -q -p no:cacheprovider .); done
+(cd plugins/js && node --test */*.test.js)
 
 step "tests"
 cargo test --workspace --locked

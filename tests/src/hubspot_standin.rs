@@ -7,13 +7,17 @@
 //! (`{"status":"error","message":..,"correlationId":..,"category":..}`).
 //!
 //! Test controls: [`HubSpotStandIn::rate_limit`] makes the next searches answer 429 with
-//! an optional `Retry-After`; the request log tells which objects and cursors were asked.
+//! an optional `Retry-After`; [`HubSpotStandIn::enforce_secondly_limit`] enforces
+//! HubSpot's search limit (a number of searches per rolling second per account, beyond it
+//! the documented `SECONDLY` 429 body, with or without `Retry-After`); the request log
+//! tells which objects and cursors were asked.
 //! Tests compute their expectations from [`Portal`] directly.
 
 use std::cmp::Ordering as CmpOrdering;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -450,6 +454,10 @@ pub struct StandIn {
     objects: HashMap<&'static str, Objects>,
     /// How many of the next searches answer 429, and the Retry-After they carry.
     rate_limited: Mutex<(usize, Option<u32>)>,
+    /// HubSpot's per-second search limit, when enforced.
+    secondly: Mutex<Option<Secondly>>,
+    /// Searches refused by that limit.
+    over_limit: AtomicUsize,
     searches: AtomicUsize,
     /// Every search as `object after` (`-` for the first page).
     log: Mutex<Vec<String>>,
@@ -465,10 +473,59 @@ impl StandIn {
             portal,
             objects,
             rate_limited: Mutex::new((0, None)),
+            secondly: Mutex::new(None),
+            over_limit: AtomicUsize::new(0),
             searches: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
         })
     }
+}
+
+/// A per-second limit on searches: at most `per_second` accepted in any rolling second.
+struct Secondly {
+    per_second: usize,
+    retry_after: bool,
+    accepted: VecDeque<Instant>,
+}
+
+impl StandIn {
+    /// Whether a search arriving now is over the per-second limit; when it is not, it
+    /// counts towards the limit. `Some(with Retry-After)` when over.
+    fn over_secondly_limit(&self) -> Option<bool> {
+        let mut secondly = self.secondly.lock().expect("secondly lock");
+        let limit = secondly.as_mut()?;
+        let now = Instant::now();
+        while limit
+            .accepted
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= Duration::from_secs(1))
+        {
+            limit.accepted.pop_front();
+        }
+        if limit.accepted.len() >= limit.per_second {
+            self.over_limit.fetch_add(1, Ordering::SeqCst);
+            return Some(limit.retry_after);
+        }
+        limit.accepted.push_back(now);
+        None
+    }
+}
+
+/// The 429 HubSpot answers past its per-second limit (wire-contracts.md, section 4).
+fn secondly_limit(retry_after: bool) -> Response {
+    let body = json!({
+        "status": "error",
+        "message": "You have reached your secondly limit.",
+        "errorType": "RATE_LIMIT",
+        "correlationId": "c033cdaa-2c40-4a64-ae48-b4cec88dad24",
+        "policyName": "SECONDLY",
+        "requestId": "3d3e35b7-0dae-4b9f-a6e3-9c230cbcf8dd",
+    });
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+    if retry_after {
+        response.headers_mut().insert(header::RETRY_AFTER, 1.into());
+    }
+    response
 }
 
 impl HubSpotStandIn {
@@ -497,6 +554,22 @@ impl HubSpotStandIn {
     /// The next `searches` searches answer 429, with `Retry-After: retry_after` when given.
     pub fn rate_limit(&self, searches: usize, retry_after: Option<u32>) {
         *self.state.rate_limited.lock().expect("rate limit lock") = (searches, retry_after);
+    }
+
+    /// From now on at most `per_second` searches are accepted in any rolling second, as
+    /// HubSpot limits its search endpoints per account; the others get the `SECONDLY`
+    /// 429, with `Retry-After: 1` when `retry_after`.
+    pub fn enforce_secondly_limit(&self, per_second: usize, retry_after: bool) {
+        *self.state.secondly.lock().expect("secondly lock") = Some(Secondly {
+            per_second,
+            retry_after,
+            accepted: VecDeque::new(),
+        });
+    }
+
+    /// Searches refused by the per-second limit.
+    pub fn over_limit(&self) -> usize {
+        self.state.over_limit.load(Ordering::SeqCst)
     }
 
     /// How many search requests arrived, refused ones included.
@@ -572,6 +645,14 @@ async fn search(
                 .push(format!("{object} 429"));
             return response;
         }
+    }
+    if let Some(retry_after) = state.over_secondly_limit() {
+        state
+            .log
+            .lock()
+            .expect("log lock")
+            .push(format!("{object} 429"));
+        return secondly_limit(retry_after);
     }
     let Ok(request) = serde_json::from_str::<Value>(&body) else {
         return validation("Invalid input JSON on line 1");

@@ -16,6 +16,7 @@ pub mod ga4_originals;
 pub mod hubspot_standin;
 pub mod rest_standin;
 pub mod salesforce_standin;
+pub mod tally_standin;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

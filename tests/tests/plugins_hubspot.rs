@@ -8,6 +8,9 @@
 //! The plugins must be built first: `plugins/build.sh` (tests/run.sh does).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{Days, NaiveDate, Utc};
 use metrics_hub::hub::HubSettings;
@@ -202,42 +205,180 @@ async fn more_than_ten_thousand_results_are_read_in_several_searches() {
 }
 
 #[tokio::test]
-async fn a_429_is_reported_as_rate_limited_with_its_retry_after() {
+async fn a_429_the_host_cannot_wait_for_is_reported_and_the_hub_holds_off() {
     let today = Utc::now().date_naive();
     let s = setup(Portal::generate(today), 200, hubspot_standin::ACCESS_TOKEN).await;
-    s.hubspot.rate_limit(1, Some(7));
+    // A Retry-After longer than the call's deadline: the host hands the 429 back at once
+    // and the plugin reports it.
+    s.hubspot.rate_limit(100, Some(60));
     let (status, body) = get(&s.hub, "/api/metrics?days=30").await;
     assert_eq!(status, 200, "{body}");
     let d = details(&body, "hubspot");
     assert_eq!(d["status"], "error", "{d}");
     assert_eq!(d["error"]["code"], "rate_limited", "{d}");
-    assert!(
-        d["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("retry after 7 s"),
-        "{d}"
-    );
+    let message = d["error"]["message"].as_str().unwrap();
+    assert!(message.contains("retry after 60 s"), "{d}");
     assert_eq!(details(&body, "demo")["status"], "ok");
-    // The plugin gave up at once rather than retrying inside the call.
     assert_eq!(s.hubspot.searches(), 1);
 
-    // Without a Retry-After the error says nothing of a wait.
-    s.hubspot.rate_limit(1, None);
+    // For the next minute the hub does not call the plugin at all, and says so.
     let (_, body) = get(&s.hub, "/api/metrics?days=29").await;
     let d = details(&body, "hubspot");
     assert_eq!(d["error"]["code"], "rate_limited", "{d}");
     assert!(
-        !d["error"]["message"]
+        d["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("retry after"),
+            .contains("asks it again in"),
         "{d}"
     );
-
-    let (_, body) = get(&s.hub, "/api/metrics?days=28").await;
-    assert_eq!(details(&body, "hubspot")["status"], "ok", "{body}");
+    assert_eq!(
+        s.hubspot.searches(),
+        1,
+        "the hub asked a rate-limited source"
+    );
+    let (_, sources) = get(&s.hub, "/api/sources").await;
+    let info = sources["data"]["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|source| source["id"] == "hubspot")
+        .unwrap();
+    let until: chrono::DateTime<Utc> = info["rateLimitedUntil"].as_str().unwrap().parse().unwrap();
+    let left = until - Utc::now();
+    assert!((50..=60).contains(&left.num_seconds()), "{info}");
     s.hub.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_429_without_retry_after_is_retried_by_the_host_with_backoff() {
+    let today = Utc::now().date_naive();
+    let s = setup(Portal::generate(today), 200, hubspot_standin::ACCESS_TOKEN).await;
+    let (_, body) = get(&s.hub, "/api/metrics?days=30&source=hubspot").await;
+    assert_eq!(details(&body, "hubspot")["status"], "ok", "{body}");
+    let searches = s.hubspot.searches();
+
+    s.hubspot.rate_limit(2, None);
+    let started = Instant::now();
+    let (_, body) = get(&s.hub, "/api/metrics?days=29&source=hubspot").await;
+    assert_eq!(details(&body, "hubspot")["status"], "ok", "{body}");
+    let start = today - Days::new(29);
+    assert_eq!(body["data"], s.hubspot.portal().expected(start, today));
+    // Two refused tries, then the same searches as before: the host waited between them
+    // (the shipped source's backoff starts at 1 s, with jitter down to half of it).
+    assert_eq!(s.hubspot.searches(), 2 * searches + 2);
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_400),
+        "{:?}",
+        started.elapsed()
+    );
+    s.hub.stop().await.unwrap();
+}
+
+/// Another app on the same HubSpot account, sharing its search limit: a search every
+/// 700 ms until aborted, counted in `sent`.
+async fn neighbour(url: String, sent: Arc<AtomicUsize>) {
+    let client = reqwest::Client::new();
+    loop {
+        let search = client
+            .post(format!("{url}/crm/v3/objects/companies/search"))
+            .bearer_auth(hubspot_standin::ACCESS_TOKEN)
+            .json(&json!({"limit": 1}));
+        sent.fetch_add(1, Ordering::SeqCst);
+        let _ = search.send().await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+}
+
+/// A 90-day window against HubSpot's five searches a second per account, while another
+/// app uses one and a half of them (so the hub's four a second meet 429s, which the host retries),
+/// then two windows at once sharing the source's pace.
+async fn through_the_secondly_limit(retry_after: bool) {
+    let today = Utc::now().date_naive();
+    let s = setup(
+        Portal::generate_with(today, 3_000),
+        100,
+        hubspot_standin::ACCESS_TOKEN,
+    )
+    .await;
+    s.hubspot.enforce_secondly_limit(5, retry_after);
+    let sent = Arc::new(AtomicUsize::new(0));
+    let other = tokio::spawn(neighbour(s.hubspot.url().to_owned(), sent.clone()));
+    let started = Instant::now();
+    let (status, body) = get(&s.hub, "/api/metrics?days=90&source=hubspot").await;
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(details(&body, "hubspot")["status"], "ok", "{body}");
+    assert_eq!(
+        body["data"],
+        s.hubspot.portal().expected(today - Days::new(90), today)
+    );
+    let (all, refused) = (s.hubspot.searches(), s.hubspot.over_limit());
+    let hubs = all - sent.load(Ordering::SeqCst);
+    println!(
+        "90-day window (Retry-After: {retry_after}): {hubs} searches by the hub, {refused} refused (the neighbour's included), {:.2} s",
+        took.as_secs_f64()
+    );
+    assert!(hubs > 20, "too little data to meet the limit: {hubs}");
+    assert!(
+        refused > 0,
+        "the limit was never reached, so retries were not tested"
+    );
+    other.abort();
+
+    let (a, b) = tokio::join!(
+        get(&s.hub, "/api/metrics?days=60&source=hubspot"),
+        get(&s.hub, "/api/metrics?days=45&source=hubspot"),
+    );
+    for ((status, body), days) in [(a, 60), (b, 45)] {
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(details(&body, "hubspot")["status"], "ok", "{days}: {body}");
+        let start = today - Days::new(days);
+        assert_eq!(
+            body["data"],
+            s.hubspot.portal().expected(start, today),
+            "{days}"
+        );
+    }
+    s.hub.stop().await.unwrap();
+}
+
+/// Without competition: the wall time of a 90-day window against the minimum the limit
+/// allows, and whether the host's pacing alone kept every search under it.
+#[tokio::test]
+async fn the_hosts_pacing_keeps_a_90_day_window_under_the_limit() {
+    let today = Utc::now().date_naive();
+    let s = setup(
+        Portal::generate_with(today, 3_000),
+        100,
+        hubspot_standin::ACCESS_TOKEN,
+    )
+    .await;
+    s.hubspot.enforce_secondly_limit(5, false);
+    let started = Instant::now();
+    let (_, body) = get(&s.hub, "/api/metrics?days=90&source=hubspot").await;
+    let took = started.elapsed().as_secs_f64();
+    assert_eq!(details(&body, "hubspot")["status"], "ok", "{body}");
+    let searches = s.hubspot.searches();
+    // The first search goes at once; the rest can go no faster than five a second.
+    let minimum = (searches - 1) as f64 / 5.0;
+    println!("90-day window alone: {searches} searches in {took:.2} s; the limit allows {minimum:.2} s ({:.2} of the best possible)", minimum / took);
+    assert_eq!(
+        s.hubspot.over_limit(),
+        0,
+        "the host's pacing let a search over the limit"
+    );
+    s.hub.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_90_day_window_gets_through_the_secondly_limit_with_retry_after() {
+    through_the_secondly_limit(true).await;
+}
+
+#[tokio::test]
+async fn a_90_day_window_gets_through_the_secondly_limit_without_retry_after() {
+    through_the_secondly_limit(false).await;
 }
 
 #[tokio::test]

@@ -92,7 +92,10 @@ impl PluginError {
             }
             PluginError::Internal(_) => "the plugin failed; see the hub log".into(),
             PluginError::Upstream(_) => "the plugin's service failed; see the hub log".into(),
-            PluginError::Denied(why) => format!("the plugin was refused a request: {why}"),
+            // The refused origin comes from the plugin's config: it stays in the log.
+            PluginError::Denied(_) => {
+                "the plugin was refused a request to a host its sandbox does not allow; see the hub log".into()
+            }
             PluginError::TooManyRequests(limit) => {
                 format!("the plugin exceeded {limit} requests in one call")
             }

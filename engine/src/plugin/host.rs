@@ -1,7 +1,8 @@
 //! The state behind one plugin instance's store, and the host functions its world imports:
 //! `http` (through [`super::http::HttpGate`]), `log` and `clock`. WASI is granted with an
 //! empty context: no arguments, environment, preopened directories or network, and stdout
-//! and stderr captured into a small buffer the hub logs when the plugin fails.
+//! and stderr captured into a small buffer the hub logs when the plugin fails. Its
+//! `wasi:http` outgoing handler goes through the same gate ([`super::outgoing`]).
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -10,9 +11,11 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::{clock, http, log, types};
 use super::http::{CallTally, HttpGate};
+use super::outgoing::GateHooks;
 use super::sandbox::Limits;
 use crate::secret::redact;
 
@@ -27,7 +30,7 @@ const MAX_LOG_TEXT: usize = 2048;
 #[derive(Debug)]
 pub(crate) struct Call {
     pub(crate) deadline: Instant,
-    pub(crate) http: CallTally,
+    pub(crate) http: Arc<CallTally>,
     log_lines: u32,
 }
 
@@ -35,7 +38,7 @@ impl Call {
     pub(crate) fn new(deadline: Instant) -> Call {
         Call {
             deadline,
-            http: CallTally::default(),
+            http: Arc::default(),
             log_lines: 0,
         }
     }
@@ -48,10 +51,12 @@ pub(crate) struct HostState {
     http: Arc<HttpGate>,
     runtime: tokio::runtime::Handle,
     started: Instant,
-    pub(crate) call: Call,
+    call: Call,
     pub(crate) limits: Limits,
     output: MemoryOutputPipe,
     wasi: WasiCtx,
+    wasi_http: WasiHttpCtx,
+    hooks: GateHooks,
     table: ResourceTable,
 }
 
@@ -74,18 +79,39 @@ impl HostState {
             .allow_tcp(false)
             .allow_udp(false)
             .build();
+        let call = Call::new(Instant::now());
+        let hooks = GateHooks {
+            gate: http.clone(),
+            runtime: runtime.clone(),
+            deadline: call.deadline,
+            tally: call.http.clone(),
+        };
         HostState {
             source,
             secrets,
             http,
             runtime,
             started: Instant::now(),
-            call: Call::new(Instant::now()),
+            call,
             limits: Limits::new(memory_bytes, high_water),
             output,
             wasi,
+            wasi_http: WasiHttpCtx::new(),
+            hooks,
             table: ResourceTable::new(),
         }
+    }
+
+    /// Starts a call that must end by `deadline`: fresh counts, for both HTTP paths.
+    pub(crate) fn begin(&mut self, deadline: Instant) {
+        self.call = Call::new(deadline);
+        self.hooks.deadline = deadline;
+        self.hooks.tally = self.call.http.clone();
+    }
+
+    /// What the current call's HTTP did.
+    pub(crate) fn tally(&self) -> &CallTally {
+        &self.call.http
     }
 
     /// What the guest printed to stdout/stderr (e.g. a panic message), redacted and
@@ -119,6 +145,16 @@ impl WasiView for HostState {
     }
 }
 
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.wasi_http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
 impl types::Host for HostState {}
 
 impl http::Host for HostState {
@@ -129,7 +165,7 @@ impl http::Host for HostState {
             call,
             ..
         } = self;
-        http.send(runtime, request, call.deadline, &mut call.http)
+        http.send(runtime, request, call.deadline, &call.http)
     }
 }
 

@@ -9,7 +9,8 @@
 //! - [`pool`] keeps each source's initialized instances and runs calls under the
 //!   [`sandbox`] limits, turning traps, timeouts and refusals into per-source errors.
 //! - [`host`] and [`http`] are the host functions guests import: HTTP to allowed hosts,
-//!   logging and clocks, plus an empty WASI context.
+//!   logging and clocks, plus an empty WASI context; [`outgoing`] routes `wasi:http`
+//!   requests through the same HTTP gate.
 
 pub mod allowlist;
 pub mod bindings;
@@ -17,6 +18,7 @@ pub mod cache;
 mod error;
 mod host;
 pub mod http;
+mod outgoing;
 pub mod pool;
 pub mod sandbox;
 
@@ -90,6 +92,9 @@ impl Runtime {
         // WASI p2 because Rust's std (and other languages' runtimes) import it; the
         // context behind it is empty (see host.rs), so it grants nothing.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(failed)?;
+        // wasi:http's outgoing handler, for guests whose HTTP client speaks it; every
+        // request goes through the same gate as `http.send` (see outgoing.rs).
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(failed)?;
         DataSource::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(failed)?;
         let weak = engine.weak();
         // A plain thread rather than a tokio task: it must tick even while every runtime

@@ -24,8 +24,8 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::types::{self, ConfigEntry};
 use super::bindings::DataSource;
-use super::host::{Call, HostState};
-use super::http::HttpGate;
+use super::host::HostState;
+use super::http::{HttpGate, Refused};
 use super::sandbox::Sandbox;
 use super::{Plugin, PluginError, Runtime, EPOCH_TICK};
 use crate::secret::redact;
@@ -200,7 +200,7 @@ impl Pool {
         let ticks = limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
         // One tick more: the current tick may be about to end.
         store.set_epoch_deadline(ticks + 1);
-        store.data_mut().call = Call::new(Instant::now() + limit);
+        store.data_mut().begin(Instant::now() + limit);
     }
 
     /// Instantiates and initializes a fresh instance.
@@ -257,15 +257,11 @@ impl Pool {
     /// An error the plugin returned. When the host refused one of its requests during the
     /// call, that refusal is the clearer cause and is reported instead.
     fn reported(&self, store: &Store<HostState>, reported: types::SourceError) -> PluginError {
-        let tally = &store.data().call.http;
-        if let Some(why) = &tally.denied {
-            return PluginError::Denied(why.clone());
-        }
-        if let Some(limit) = tally.too_large {
-            return PluginError::TooLarge(limit);
-        }
-        if tally.too_many {
-            return PluginError::TooManyRequests(self.http_limit());
+        match store.data().tally().refusal() {
+            Some(Refused::Denied(why)) => return PluginError::Denied(why),
+            Some(Refused::TooLarge(limit)) => return PluginError::TooLarge(limit),
+            Some(Refused::TooMany) => return PluginError::TooManyRequests(self.http_limit()),
+            None => {}
         }
         let clean = |text: String| redact(&text, &self.secrets);
         match reported {

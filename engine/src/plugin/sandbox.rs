@@ -22,6 +22,36 @@ pub const DEFAULT_INSTANCES: usize = 2;
 /// Table elements a plugin may grow to: far above what compiled Rust or Python needs.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
+/// `sandbox.rate_limit`: requests per second to each allowed origin, with a burst.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateLimit {
+    pub per_second: f64,
+    /// Requests that may go at once after a quiet spell (at least 1).
+    pub burst: u32,
+}
+
+/// `sandbox.retry`: which answers are tried again, how often and how patiently.
+/// What is applied is in `super::http::pacing`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Retry {
+    /// Tries in all, the first included; 1 turns retries off.
+    pub max_tries: u32,
+    /// The first backoff when the answer has no usable `Retry-After`; doubled per try.
+    pub initial_backoff: Duration,
+    /// The longest backoff (a `Retry-After` may ask for more, up to the deadline).
+    pub max_backoff: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_tries: 3,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(8),
+        }
+    }
+}
+
 /// The validated sandbox of one source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sandbox {
@@ -42,6 +72,10 @@ pub struct Sandbox {
     /// Off by default, so that a name on the allowlist cannot be pointed (by DNS) at an
     /// internal service. IP literals on the allowlist are explicit and always honoured.
     pub allow_private_addresses: bool,
+    /// Pacing of requests to each allowed origin; `None`: none.
+    pub rate_limit: Option<RateLimit>,
+    /// Retries of 429 and 503 answers.
+    pub retry: Retry,
 }
 
 impl Default for Sandbox {
@@ -54,6 +88,8 @@ impl Default for Sandbox {
             max_requests_per_call: DEFAULT_MAX_REQUESTS_PER_CALL,
             instances: DEFAULT_INSTANCES,
             allow_private_addresses: false,
+            rate_limit: None,
+            retry: Retry::default(),
         }
     }
 }

@@ -16,6 +16,8 @@
 //!     max_requests_per_call: 100
 //!     instances: 2                   # instances kept for concurrent requests
 //!     allow_private_addresses: false # let allowed names resolve to internal addresses
+//!     rate_limit: {requests_per_second: 4, burst: 1}   # per allowed host; default none
+//!     retry: {max_tries: 3, initial_backoff: 500ms, max_backoff: 8s}   # 429 and 503
 //! queries:                           # the datasets taken from the plugin; default all
 //!   summary: {}
 //!   daily: {}
@@ -35,7 +37,7 @@ use crate::config::Problems;
 use crate::kinds::{KindContext, KindSchema};
 use crate::model::Dataset;
 use crate::plugin::allowlist::{AllowedHost, Allowlist};
-use crate::plugin::sandbox::Sandbox;
+use crate::plugin::sandbox::{RateLimit, Sandbox};
 
 /// The plugin, its configuration and its sandbox.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -111,6 +113,48 @@ struct SandboxConfig {
     /// addresses listed in allowed_hosts are always reachable.
     #[serde(default)]
     allow_private_addresses: Option<Flag>,
+    /// Paces requests to each allowed host (before they are sent, across every
+    /// instance of this source), e.g. {requests_per_second: 4, burst: 1}. Default: no pacing.
+    #[serde(default)]
+    rate_limit: Option<RateLimitConfig>,
+    /// Tries a 429 or 503 answer again, honouring Retry-After, else backing off
+    /// exponentially with jitter, within the call's deadline. Every try counts against
+    /// max_requests_per_call. Default: {max_tries: 3, initial_backoff: 500ms, max_backoff: 8s}.
+    #[serde(default)]
+    retry: Option<RetryConfig>,
+}
+
+/// `sandbox.rate_limit`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(inline)]
+struct RateLimitConfig {
+    /// Requests per second to each allowed host, above 0 and at most 1000 (e.g. 4, 0.5).
+    #[schemars(range(max = 1000))]
+    requests_per_second: f64,
+    /// Requests that may go back to back after a quiet spell, 1 to 1000 (default 1).
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
+    burst: Option<Number>,
+}
+
+/// `sandbox.retry`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(inline)]
+struct RetryConfig {
+    /// Tries in all, the first included, 1 to 10 (default 3); 1 turns retries off.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 10))]
+    max_tries: Option<Number>,
+    /// The first wait when the answer has no Retry-After (default 500ms); doubled per try.
+    #[serde(default)]
+    #[schemars(schema_with = "crate::config::schema::duration")]
+    initial_backoff: Option<String>,
+    /// The longest such wait (default 8s).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::config::schema::duration")]
+    max_backoff: Option<String>,
 }
 
 /// Take this dataset from the plugin. Nothing to configure: write {}.
@@ -274,6 +318,7 @@ fn compile_sandbox(raw: SandboxConfig, problems: &mut Problems) -> Sandbox {
         }
     }
     compile_sandbox_counts(&raw, &mut sandbox, problems);
+    compile_pacing(&raw, &mut sandbox, problems);
     if let Some(flag) = &raw.allow_private_addresses {
         match flag.value() {
             Ok(allowed) => sandbox.allow_private_addresses = allowed,
@@ -305,6 +350,55 @@ fn compile_sandbox_counts(raw: &SandboxConfig, sandbox: &mut Sandbox, problems: 
                 "instances must be a whole number from 1 to 16",
             ),
         }
+    }
+}
+
+/// `sandbox.rate_limit` and `sandbox.retry`.
+fn compile_pacing(raw: &SandboxConfig, sandbox: &mut Sandbox, problems: &mut Problems) {
+    if let Some(limit) = &raw.rate_limit {
+        let per_second = limit.requests_per_second;
+        if !(per_second > 0.0 && per_second <= 1000.0) {
+            problems.add(
+                "/connection/sandbox/rate_limit/requests_per_second",
+                "requests_per_second must be above 0 and at most 1000, e.g. 4 or 0.5",
+            );
+        }
+        let burst = match limit.burst.as_ref().map(Number::value) {
+            None => 1,
+            Some(Some(n @ 1..=1000)) => n as u32,
+            Some(_) => {
+                problems.add(
+                    "/connection/sandbox/rate_limit/burst",
+                    "burst must be a whole number from 1 to 1000",
+                );
+                1
+            }
+        };
+        sandbox.rate_limit = Some(RateLimit { per_second, burst });
+    }
+    let Some(retry) = &raw.retry else { return };
+    let pointer = |key: &str| format!("/connection/sandbox/retry/{key}");
+    match retry.max_tries.as_ref().map(Number::value) {
+        None => {}
+        Some(Some(n @ 1..=10)) => sandbox.retry.max_tries = n as u32,
+        Some(_) => problems.add(
+            &pointer("max_tries"),
+            "max_tries must be a whole number from 1 to 10",
+        ),
+    }
+    if let Some(text) = retry.initial_backoff.as_deref() {
+        sandbox.retry.initial_backoff =
+            problems.duration(&pointer("initial_backoff"), Some(text), Duration::ZERO);
+    }
+    if let Some(text) = retry.max_backoff.as_deref() {
+        sandbox.retry.max_backoff =
+            problems.duration(&pointer("max_backoff"), Some(text), Duration::ZERO);
+    }
+    if sandbox.retry.max_backoff < sandbox.retry.initial_backoff {
+        problems.add(
+            &pointer("max_backoff"),
+            "max_backoff must be at least initial_backoff",
+        );
     }
 }
 

@@ -1,0 +1,178 @@
+//! End-to-end: the shipped Python and JavaScript example plugins (plugins/python/tally,
+//! plugins/js/tally, built from source by plugins/build.sh) inside the hub, reading the
+//! tally API stand-in (`metrics_hub_tests::tally_standin`) over real HTTP. The Python
+//! plugin uses the contract's `http.send`; the JavaScript one the web `fetch()`, which
+//! leaves through `wasi:http`. Both paths go through the one host gate, so each is checked
+//! for paging with the auth header, a 429 the host retries, and a forbidden host.
+//! Expected numbers come from the stand-in's formula, never from a plugin.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::{Days, Utc};
+use metrics_hub::hub::HubSettings;
+use metrics_hub_tests::tally_standin::{self, TallyStandIn, PAGE_DAYS};
+use metrics_hub_tests::{details, get, plugin_component, sources_dir, TestHub};
+use serde_json::json;
+
+const LANGUAGES: [(&str, &str); 2] = [("tally-py", "tally_py"), ("tally-js", "tally_js")];
+
+/// A source for plugin `component` reading `base_url`, allowed to reach `allowed`.
+fn source(id: &str, component: &str, base_url: &str, allowed: &str) -> String {
+    format!(
+        "id: {id}\nname: Tally ({id})\nkind: wasm\ntimeout: 10s\ncache:\n  ttl: 0s\nconnection:\n  component: {}\n  config:\n    base_url: {base_url}\n    api_key: ${{secret:TALLY_API_KEY}}\n  sandbox:\n    allowed_hosts: [\"{allowed}\"]\n    retry: {{max_tries: 3, initial_backoff: 200ms, max_backoff: 1s}}\nqueries:\n  summary: {{}}\n  daily: {{}}\n",
+        plugin_component(component).display()
+    )
+}
+
+async fn hub(
+    files: Vec<(String, String)>,
+    key: &str,
+) -> (TestHub, tempfile::TempDir, tempfile::TempDir) {
+    let files: Vec<(&str, String)> = files
+        .iter()
+        .map(|(name, text)| (name.as_str(), text.clone()))
+        .collect();
+    let dir = sources_dir(&files).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let env = HashMap::from([
+        ("TALLY_API_KEY".to_owned(), key.to_owned()),
+        (
+            "METRICS_HUB_DATA_DIR".to_owned(),
+            data.path().display().to_string(),
+        ),
+    ]);
+    let hub = TestHub::start(dir.path(), &env, HubSettings::default())
+        .await
+        .unwrap();
+    (hub, dir, data)
+}
+
+#[tokio::test]
+async fn python_and_javascript_plugins_page_through_the_api() {
+    let api = TallyStandIn::start().await.unwrap();
+    let files = LANGUAGES
+        .iter()
+        .map(|(id, component)| {
+            (
+                format!("{id}.yaml"),
+                source(id, component, api.url(), api.url()),
+            )
+        })
+        .collect();
+    let (hub, _dir, _data) = hub(files, tally_standin::API_KEY).await;
+    let today = Utc::now().date_naive();
+    let (users, events, daily) = tally_standin::expected(today - Days::new(20), today);
+    for (id, _) in LANGUAGES {
+        let before = api.requests();
+        let (status, body) = get(&hub, &format!("/api/metrics?days=20&source={id}")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(details(&body, id)["status"], "ok", "{id}: {body}");
+        let summary = &body["data"]["summary"];
+        assert_eq!(summary["total_users"], users, "{id}: {summary}");
+        assert_eq!(summary["total_events"], events, "{id}: {summary}");
+        let rows: Vec<_> = body["data"]["dailyMetrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| json!({"date": row["date"], "users": row["users"], "events": row["events"]}))
+            .collect();
+        assert_eq!(rows, daily, "{id}");
+        // 21 days are three pages of seven: every page asked once, with the key.
+        assert_eq!(
+            api.requests() - before,
+            21usize.div_ceil(PAGE_DAYS as usize),
+            "{id}"
+        );
+    }
+    hub.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_429_is_retried_by_the_host_on_both_http_paths() {
+    let api = TallyStandIn::start().await.unwrap();
+    let files = LANGUAGES
+        .iter()
+        .map(|(id, component)| {
+            (
+                format!("{id}.yaml"),
+                source(id, component, api.url(), api.url()),
+            )
+        })
+        .collect();
+    let (hub, _dir, _data) = hub(files, tally_standin::API_KEY).await;
+    for (id, _) in LANGUAGES {
+        api.refuse_next(1);
+        let before = api.requests();
+        let started = Instant::now();
+        let (_, body) = get(&hub, &format!("/api/metrics?days=6&source={id}")).await;
+        assert_eq!(details(&body, id)["status"], "ok", "{id}: {body}");
+        // The refused try, then the one page; after the stand-in's Retry-After: 1.
+        assert_eq!(api.requests() - before, 2, "{id}");
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{id}: {:?}",
+            started.elapsed()
+        );
+    }
+    hub.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_forbidden_host_is_refused_on_both_http_paths() {
+    let allowed = TallyStandIn::start().await.unwrap();
+    let forbidden = TallyStandIn::start().await.unwrap();
+    let files = LANGUAGES
+        .iter()
+        .map(|(id, component)| {
+            (
+                format!("{id}.yaml"),
+                source(id, component, forbidden.url(), allowed.url()),
+            )
+        })
+        .collect();
+    let (hub, _dir, _data) = hub(files, tally_standin::API_KEY).await;
+    for (id, _) in LANGUAGES {
+        let (_, body) = get(&hub, &format!("/api/metrics?days=6&source={id}")).await;
+        let d = details(&body, id);
+        assert_eq!(d["error"]["code"], "host_denied", "{id}: {d}");
+        let message = d["error"]["message"].as_str().unwrap();
+        assert!(
+            !message.contains(forbidden.url().trim_start_matches("http://")),
+            "{message}"
+        );
+    }
+    assert_eq!(
+        forbidden.requests(),
+        0,
+        "a request reached a host off the allowlist"
+    );
+    assert_eq!(allowed.requests(), 0);
+    hub.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refused_key_is_an_auth_error_that_never_shows_the_key() {
+    let api = TallyStandIn::start().await.unwrap();
+    let files = LANGUAGES
+        .iter()
+        .map(|(id, component)| {
+            (
+                format!("{id}.yaml"),
+                source(id, component, api.url(), api.url()),
+            )
+        })
+        .collect();
+    let wrong = "tally-wrong-key-fedcba9876543210";
+    let (hub, _dir, _data) = hub(files, wrong).await;
+    for (id, _) in LANGUAGES {
+        let (_, body) = get(&hub, &format!("/api/metrics?days=6&source={id}")).await;
+        assert_eq!(
+            details(&body, id)["error"]["code"],
+            "auth_failed",
+            "{id}: {body}"
+        );
+        assert!(!body.to_string().contains(wrong), "{body}");
+    }
+    hub.stop().await.unwrap();
+}
