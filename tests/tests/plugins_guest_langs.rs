@@ -25,13 +25,21 @@ fn source(id: &str, component: &str, base_url: &str, allowed: &str) -> String {
     )
 }
 
+/// A hub with both plugins' sources, reading `base_url` and allowed to reach `allowed`,
+/// with `key` as the API key.
 async fn hub(
-    files: Vec<(String, String)>,
+    base_url: &str,
+    allowed: &str,
     key: &str,
 ) -> (TestHub, tempfile::TempDir, tempfile::TempDir) {
-    let files: Vec<(&str, String)> = files
+    let names: Vec<String> = LANGUAGES
         .iter()
-        .map(|(name, text)| (name.as_str(), text.clone()))
+        .map(|(id, _)| format!("{id}.yaml"))
+        .collect();
+    let files: Vec<(&str, String)> = LANGUAGES
+        .iter()
+        .zip(&names)
+        .map(|((id, component), name)| (name.as_str(), source(id, component, base_url, allowed)))
         .collect();
     let dir = sources_dir(&files).unwrap();
     let data = tempfile::tempdir().unwrap();
@@ -51,16 +59,7 @@ async fn hub(
 #[tokio::test]
 async fn python_and_javascript_plugins_page_through_the_api() {
     let api = TallyStandIn::start().await.unwrap();
-    let files = LANGUAGES
-        .iter()
-        .map(|(id, component)| {
-            (
-                format!("{id}.yaml"),
-                source(id, component, api.url(), api.url()),
-            )
-        })
-        .collect();
-    let (hub, _dir, _data) = hub(files, tally_standin::API_KEY).await;
+    let (hub, _dir, _data) = hub(api.url(), api.url(), tally_standin::API_KEY).await;
     let today = Utc::now().date_naive();
     let (users, events, daily) = tally_standin::expected(today - Days::new(20), today);
     for (id, _) in LANGUAGES {
@@ -91,16 +90,7 @@ async fn python_and_javascript_plugins_page_through_the_api() {
 #[tokio::test]
 async fn a_429_is_retried_by_the_host_on_both_http_paths() {
     let api = TallyStandIn::start().await.unwrap();
-    let files = LANGUAGES
-        .iter()
-        .map(|(id, component)| {
-            (
-                format!("{id}.yaml"),
-                source(id, component, api.url(), api.url()),
-            )
-        })
-        .collect();
-    let (hub, _dir, _data) = hub(files, tally_standin::API_KEY).await;
+    let (hub, _dir, _data) = hub(api.url(), api.url(), tally_standin::API_KEY).await;
     for (id, _) in LANGUAGES {
         api.refuse_next(1);
         let before = api.requests();
@@ -122,16 +112,7 @@ async fn a_429_is_retried_by_the_host_on_both_http_paths() {
 async fn a_forbidden_host_is_refused_on_both_http_paths() {
     let allowed = TallyStandIn::start().await.unwrap();
     let forbidden = TallyStandIn::start().await.unwrap();
-    let files = LANGUAGES
-        .iter()
-        .map(|(id, component)| {
-            (
-                format!("{id}.yaml"),
-                source(id, component, forbidden.url(), allowed.url()),
-            )
-        })
-        .collect();
-    let (hub, _dir, _data) = hub(files, tally_standin::API_KEY).await;
+    let (hub, _dir, _data) = hub(forbidden.url(), allowed.url(), tally_standin::API_KEY).await;
     for (id, _) in LANGUAGES {
         let (_, body) = get(&hub, &format!("/api/metrics?days=6&source={id}")).await;
         let d = details(&body, id);
@@ -154,17 +135,8 @@ async fn a_forbidden_host_is_refused_on_both_http_paths() {
 #[tokio::test]
 async fn a_refused_key_is_an_auth_error_that_never_shows_the_key() {
     let api = TallyStandIn::start().await.unwrap();
-    let files = LANGUAGES
-        .iter()
-        .map(|(id, component)| {
-            (
-                format!("{id}.yaml"),
-                source(id, component, api.url(), api.url()),
-            )
-        })
-        .collect();
     let wrong = "tally-wrong-key-fedcba9876543210";
-    let (hub, _dir, _data) = hub(files, wrong).await;
+    let (hub, _dir, _data) = hub(api.url(), api.url(), wrong).await;
     for (id, _) in LANGUAGES {
         let (_, body) = get(&hub, &format!("/api/metrics?days=6&source={id}")).await;
         assert_eq!(

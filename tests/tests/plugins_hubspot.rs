@@ -290,10 +290,9 @@ async fn neighbour(url: String, sent: Arc<AtomicUsize>) {
     }
 }
 
-/// A 90-day window against HubSpot's five searches a second per account, while another
-/// app uses one and a half of them (so the hub's four a second meet 429s, which the host retries),
-/// then two windows at once sharing the source's pace.
-async fn through_the_secondly_limit(retry_after: bool) {
+/// A portal big enough for a 90-day window to need more searches than a second allows,
+/// behind HubSpot's limit of five a second (with `Retry-After: 1` on its 429s or not).
+async fn limited(retry_after: bool) -> Setup {
     let today = Utc::now().date_naive();
     let s = setup(
         Portal::generate_with(today, 3_000),
@@ -302,6 +301,15 @@ async fn through_the_secondly_limit(retry_after: bool) {
     )
     .await;
     s.hubspot.enforce_secondly_limit(5, retry_after);
+    s
+}
+
+/// A 90-day window against HubSpot's five searches a second per account, while another
+/// app uses one and a half of them (so the hub's four a second meet 429s, which the host retries),
+/// then two windows at once sharing the source's pace.
+async fn through_the_secondly_limit(retry_after: bool) {
+    let s = limited(retry_after).await;
+    let today = s.today;
     let sent = Arc::new(AtomicUsize::new(0));
     let other = tokio::spawn(neighbour(s.hubspot.url().to_owned(), sent.clone()));
     let started = Instant::now();
@@ -347,14 +355,7 @@ async fn through_the_secondly_limit(retry_after: bool) {
 /// allows, and whether the host's pacing alone kept every search under it.
 #[tokio::test]
 async fn the_hosts_pacing_keeps_a_90_day_window_under_the_limit() {
-    let today = Utc::now().date_naive();
-    let s = setup(
-        Portal::generate_with(today, 3_000),
-        100,
-        hubspot_standin::ACCESS_TOKEN,
-    )
-    .await;
-    s.hubspot.enforce_secondly_limit(5, false);
+    let s = limited(false).await;
     let started = Instant::now();
     let (_, body) = get(&s.hub, "/api/metrics?days=90&source=hubspot").await;
     let took = started.elapsed().as_secs_f64();

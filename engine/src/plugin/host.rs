@@ -26,37 +26,19 @@ const MAX_LOG_LINES_PER_CALL: u32 = 200;
 /// Longest log message or field value kept, in bytes.
 const MAX_LOG_TEXT: usize = 2048;
 
-/// Per-call state: reset at the start of every call into the guest.
-#[derive(Debug)]
-pub(crate) struct Call {
-    pub(crate) deadline: Instant,
-    pub(crate) http: Arc<CallTally>,
-    log_lines: u32,
-}
-
-impl Call {
-    pub(crate) fn new(deadline: Instant) -> Call {
-        Call {
-            deadline,
-            http: Arc::default(),
-            log_lines: 0,
-        }
-    }
-}
-
 /// Everything the host functions of one instance need.
 pub(crate) struct HostState {
     pub(crate) source: Arc<str>,
     secrets: Arc<Vec<String>>,
-    http: Arc<HttpGate>,
-    runtime: tokio::runtime::Handle,
     started: Instant,
-    call: Call,
+    /// The way out for both HTTP paths, with the current call's deadline and tally.
+    hooks: GateHooks,
+    /// Log lines the current call wrote.
+    log_lines: u32,
     pub(crate) limits: Limits,
     output: MemoryOutputPipe,
     wasi: WasiCtx,
     wasi_http: WasiHttpCtx,
-    hooks: GateHooks,
     table: ResourceTable,
 }
 
@@ -79,39 +61,35 @@ impl HostState {
             .allow_tcp(false)
             .allow_udp(false)
             .build();
-        let call = Call::new(Instant::now());
-        let hooks = GateHooks {
-            gate: http.clone(),
-            runtime: runtime.clone(),
-            deadline: call.deadline,
-            tally: call.http.clone(),
-        };
         HostState {
             source,
             secrets,
-            http,
-            runtime,
             started: Instant::now(),
-            call,
+            hooks: GateHooks {
+                gate: http,
+                runtime,
+                deadline: Instant::now(),
+                tally: Arc::default(),
+            },
+            log_lines: 0,
             limits: Limits::new(memory_bytes, high_water),
             output,
             wasi,
             wasi_http: WasiHttpCtx::new(),
-            hooks,
             table: ResourceTable::new(),
         }
     }
 
     /// Starts a call that must end by `deadline`: fresh counts, for both HTTP paths.
     pub(crate) fn begin(&mut self, deadline: Instant) {
-        self.call = Call::new(deadline);
         self.hooks.deadline = deadline;
-        self.hooks.tally = self.call.http.clone();
+        self.hooks.tally = Arc::default();
+        self.log_lines = 0;
     }
 
     /// What the current call's HTTP did.
     pub(crate) fn tally(&self) -> &CallTally {
-        &self.call.http
+        &self.hooks.tally
     }
 
     /// What the guest printed to stdout/stderr (e.g. a panic message), redacted and
@@ -159,21 +137,21 @@ impl types::Host for HostState {}
 
 impl http::Host for HostState {
     fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
-        let HostState {
-            http,
+        let GateHooks {
+            gate,
             runtime,
-            call,
-            ..
-        } = self;
-        http.send(runtime, request, call.deadline, &call.http)
+            deadline,
+            tally,
+        } = &self.hooks;
+        gate.send(runtime, request, *deadline, tally)
     }
 }
 
 impl log::Host for HostState {
     fn log(&mut self, level: log::Level, message: String, fields: Vec<(String, String)>) {
-        self.call.log_lines += 1;
-        if self.call.log_lines > MAX_LOG_LINES_PER_CALL {
-            if self.call.log_lines == MAX_LOG_LINES_PER_CALL + 1 {
+        self.log_lines += 1;
+        if self.log_lines > MAX_LOG_LINES_PER_CALL {
+            if self.log_lines == MAX_LOG_LINES_PER_CALL + 1 {
                 tracing::warn!(plugin = %self.source, "plugin log lines past {MAX_LOG_LINES_PER_CALL} in one call are dropped");
             }
             return;

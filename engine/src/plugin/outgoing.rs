@@ -25,8 +25,9 @@ type IoFuture = Box<dyn Future<Output = Result<(), WasiHttpError>> + Send>;
 type SendFuture =
     Box<dyn Future<Output = Result<(hyper::Response<WasiBody>, IoFuture), WasiHttpError>> + Send>;
 
-/// The hooks of one instance: its source's gate, and the current call's deadline and
-/// tally (set by [`super::host::HostState::begin`] at the start of every call).
+/// One instance's way out, for both HTTP paths (`http.send` uses it too): its source's
+/// gate, and the current call's deadline and tally (reset by
+/// [`super::host::HostState::begin`] at the start of every call).
 pub(crate) struct GateHooks {
     pub(crate) gate: Arc<HttpGate>,
     pub(crate) runtime: tokio::runtime::Handle,

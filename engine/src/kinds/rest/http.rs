@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use rand::Rng;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, Response, StatusCode};
 
 use crate::kinds::SourceError;
+use crate::retry::{backoff, parse_retry_after};
 
 /// The longest pause between two attempts when the server does not say.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -102,14 +102,14 @@ impl Transport {
                 Ok(reply) => {
                     let wait = reply
                         .retry_after
-                        .unwrap_or_else(|| backoff(self.backoff, attempt));
+                        .unwrap_or_else(|| backoff(self.backoff, attempt, MAX_BACKOFF));
                     (Ok(reply), wait)
                 }
                 Err(Failure::TooLarge) => return Err(SourceError::TooLarge(self.max_bytes)),
                 Err(Failure::Http(err)) if err.is_builder() || err.is_redirect() => {
                     return Err(SourceError::Unreachable(clean(describe(&err))));
                 }
-                Err(failure) => (Err(failure), backoff(self.backoff, attempt)),
+                Err(failure) => (Err(failure), backoff(self.backoff, attempt, MAX_BACKOFF)),
             };
             let give_up = attempt >= self.retries || wait >= deadline.remaining();
             if give_up {
@@ -175,28 +175,6 @@ fn retriable_status(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
-/// `base * 2^attempt`, capped, then jittered into its upper half so that sources retrying
-/// together do not hit the server in lockstep.
-pub fn backoff(base: Duration, attempt: u32) -> Duration {
-    let full = base
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(MAX_BACKOFF);
-    let half = full / 2;
-    half + full
-        .saturating_sub(half)
-        .mul_f64(rand::thread_rng().gen::<f64>())
-}
-
-/// `Retry-After` as delay-seconds or an HTTP date (a date in the past means now).
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
-        return Some(Duration::from_secs(value.parse().unwrap_or(u64::MAX)));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 /// An error and its causes on one line, without the URL (which may carry an API key).
 pub fn describe(err: &reqwest::Error) -> String {
     let mut text = if err.is_timeout() {
@@ -216,44 +194,4 @@ pub fn describe(err: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let now = httpdate::parse_http_date("Fri, 06 Nov 2026 08:49:37 GMT").unwrap();
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
-        assert_eq!(
-            parse_retry_after("Fri, 06 Nov 2026 08:49:40 GMT", now),
-            Some(Duration::from_secs(3))
-        );
-        // A date in the past: retry now.
-        assert_eq!(
-            parse_retry_after("Fri, 06 Nov 2026 08:00:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        for bad in ["", "-1", "1.5", "soon", "Fri, 06 Nov"] {
-            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn backoff_doubles_with_jitter_in_the_upper_half_and_is_capped() {
-        let base = Duration::from_millis(100);
-        for attempt in 0..4 {
-            let full = base * 2u32.pow(attempt);
-            for _ in 0..50 {
-                let wait = backoff(base, attempt);
-                assert!(wait >= full / 2 && wait <= full, "{attempt}: {wait:?}");
-            }
-        }
-        assert!(backoff(base, 40) <= MAX_BACKOFF);
-    }
 }

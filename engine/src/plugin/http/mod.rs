@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 use super::allowlist::{origin, Allowlist};
 use super::bindings::http::{Header, HttpError, Request, Response};
 use super::sandbox::Retry;
+use crate::retry;
 use pacing::Buckets;
 use policy::{Outbound, Refusal, PRIVATE_ONLY};
 
@@ -211,7 +212,7 @@ impl HttpGate {
             .headers
             .iter()
             .find(|header| header.name.eq_ignore_ascii_case("retry-after"))
-            .and_then(|header| pacing::retry_after(&header.value, SystemTime::now()));
+            .and_then(|header| retry::parse_retry_after(&header.value, SystemTime::now()));
         let backoff = self.retry.backoff(tries, asked);
         (Instant::now() + backoff < deadline).then_some(backoff)
     }

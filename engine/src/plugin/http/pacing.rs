@@ -6,17 +6,17 @@
 //!   waits for its token before it is sent; one whose wait would outlast the call's
 //!   deadline is not sent at all.
 //! - [`Retry`] (`sandbox.retry`): a 429 or 503 answer is retried after `Retry-After` (in
-//!   seconds or as an HTTP date) or, without it, after an exponential backoff with jitter,
+//!   seconds or as an HTTP date) or, without it, after an exponential backoff with jitter
+//!   (both timed by [`crate::retry`], as the REST kind's retries are),
 //!   at most `max_tries` times in all, and only when the wait fits in the time left.
 //!   Every try counts against `max_requests_per_call`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
-
-use rand::Rng;
+use std::time::{Duration, Instant};
 
 use crate::plugin::sandbox::{RateLimit, Retry};
+use crate::retry;
 
 impl Retry {
     /// Whether an answer with `status` is worth trying again.
@@ -26,32 +26,16 @@ impl Retry {
 
     /// How long to wait before try `tries + 1`, after `tries` tries: what `Retry-After`
     /// asked for, else `initial_backoff * 2^(tries-1)` capped at `max_backoff`, with
-    /// "equal jitter" (between half and all of it) so concurrent callers spread out.
+    /// jitter (see [`crate::retry::backoff`]).
     pub fn backoff(&self, tries: u32, retry_after: Option<Duration>) -> Duration {
-        if let Some(asked) = retry_after {
-            return asked;
-        }
-        let doubled = self
-            .initial_backoff
-            .saturating_mul(1u32 << tries.saturating_sub(1).min(16));
-        let full = doubled.min(self.max_backoff);
-        let half = full / 2;
-        half + full
-            .saturating_sub(half)
-            .mul_f64(rand::thread_rng().gen::<f64>())
+        retry_after.unwrap_or_else(|| {
+            retry::backoff(
+                self.initial_backoff,
+                tries.saturating_sub(1),
+                self.max_backoff,
+            )
+        })
     }
-}
-
-/// Parses `Retry-After`: delta seconds, or an HTTP date (IMF-fixdate) turned into the
-/// time from `now`. `None` for anything else.
-pub fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at.timestamp()).ok()?);
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The token buckets of one source, one per origin.
@@ -197,21 +181,5 @@ mod tests {
             Duration::from_secs(3)
         );
         assert!(Retry::retries(429) && Retry::retries(503) && !Retry::retries(500));
-    }
-
-    #[test]
-    fn retry_after_reads_seconds_and_http_dates() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
-        assert_eq!(retry_after("7", now), Some(Duration::from_secs(7)));
-        // Wed, 21 Oct 2015 07:28:00 GMT is 1445412480.
-        assert_eq!(
-            retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now),
-            Some(Duration::from_secs(10))
-        );
-        assert_eq!(
-            retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(retry_after("soon", now), None);
     }
 }
