@@ -19,6 +19,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql-15)
 # The page tests (tests/tests/browser.rs) drive headless Chromium through chromedriver.
 command -v "${CHROMIUM:-chromium}" >/dev/null 2>&1 || need_apt+=(chromium)
 command -v "${CHROMEDRIVER:-chromedriver}" >/dev/null 2>&1 || need_apt+=(chromium-driver)
+# The JavaScript example plugin builds with componentize-js (npm) and tests with node --test.
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   step "installing ${need_apt[*]}"
   if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
