@@ -15,12 +15,18 @@ use metrics_hub_tests::tally_standin::{self, TallyStandIn, PAGE_DAYS};
 use metrics_hub_tests::{details, get, plugin_component, sources_dir, TestHub};
 use serde_json::json;
 
+/// Seconds a source and a request may take here: room for a cold compile.
+const COMPILE_ROOM: u64 = 90;
+
 const LANGUAGES: [(&str, &str); 2] = [("tally-py", "tally_py"), ("tally-js", "tally_js")];
 
-/// A source for plugin `component` reading `base_url`, allowed to reach `allowed`.
+/// A source for plugin `component` reading `base_url`, allowed to reach `allowed`. The
+/// first hub to load a component compiles it (18 MB of Python takes 10 to 20 s on a busy
+/// two-core machine), so the source's timeout and the hub's request deadline leave room
+/// for that.
 fn source(id: &str, component: &str, base_url: &str, allowed: &str) -> String {
     format!(
-        "id: {id}\nname: Tally ({id})\nkind: wasm\ntimeout: 10s\ncache:\n  ttl: 0s\nconnection:\n  component: {}\n  config:\n    base_url: {base_url}\n    api_key: ${{secret:TALLY_API_KEY}}\n  sandbox:\n    allowed_hosts: [\"{allowed}\"]\n    retry: {{max_tries: 3, initial_backoff: 200ms, max_backoff: 1s}}\nqueries:\n  summary: {{}}\n  daily: {{}}\n",
+        "id: {id}\nname: Tally ({id})\nkind: wasm\ntimeout: {COMPILE_ROOM}s\ncache:\n  ttl: 0s\nconnection:\n  component: {}\n  config:\n    base_url: {base_url}\n    api_key: ${{secret:TALLY_API_KEY}}\n  sandbox:\n    allowed_hosts: [\"{allowed}\"]\n    retry: {{max_tries: 3, initial_backoff: 200ms, max_backoff: 1s}}\nqueries:\n  summary: {{}}\n  daily: {{}}\n",
         plugin_component(component).display()
     )
 }
@@ -50,9 +56,11 @@ async fn hub(
             data.path().display().to_string(),
         ),
     ]);
-    let hub = TestHub::start(dir.path(), &env, HubSettings::default())
-        .await
-        .unwrap();
+    let settings = HubSettings {
+        request_deadline: Duration::from_secs(COMPILE_ROOM),
+        ..HubSettings::default()
+    };
+    let hub = TestHub::start(dir.path(), &env, settings).await.unwrap();
     (hub, dir, data)
 }
 
