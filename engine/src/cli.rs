@@ -469,8 +469,9 @@ pub fn plugin_check(file: &Path, out: &mut impl Write) -> Result<(), CliError> {
     };
     writeln!(
         out,
-        "ok    {} implements metrics-hub:source/data-source ({} bytes, sha256 {}, {origin})",
+        "ok    {} implements metrics-hub:source/data-source@{} ({} bytes, sha256 {}, {origin})",
         file.display(),
+        loaded.contract(),
         loaded.size,
         plugin::cache::hex(&loaded.digest),
     )?;

@@ -58,8 +58,9 @@ pub fn merge(answers: &[&SourceData], policies: &Policies, top_clients: usize) -
             combine_into(&mut summary, record, Dataset::Summary, policies);
         }
     }
-    // The dashboard reads every unified summary field; absent ones are zero here, and the
-    // per-source metadata says which source did not provide a summary at all.
+    // The dashboard reads every unified summary field; one no source provides is zero
+    // here, and each source's metadata says which fields it provided (`summaryFields`)
+    // and whether it provided a summary at all.
     for (field, _) in Dataset::Summary.fields() {
         summary.entry(*field).or_insert_with(|| Value::from(0));
     }

@@ -42,7 +42,7 @@ fn plugin_check_prints_the_world_and_uses_the_cache() {
     let out = text(&first);
     assert!(first.status.success(), "{out}");
     assert!(
-        out.contains("implements metrics-hub:source/data-source"),
+        out.contains("implements metrics-hub:source/data-source@0.2.0"),
         "{out}"
     );
     assert!(out.contains(", compiled)"), "{out}");
@@ -51,7 +51,7 @@ fn plugin_check_prints_the_world_and_uses_the_cache() {
         "fetch-metrics: func(params)",
         "health-check: func()",
         "cleanup: func()",
-        "metrics-hub:source/clock@0.1.0: instance { monotonic-now }",
+        "metrics-hub:source/clock@0.2.0: instance { monotonic-now }",
     ] {
         assert!(out.contains(line), "{line} missing in:\n{out}");
     }
@@ -64,6 +64,17 @@ fn plugin_check_prints_the_world_and_uses_the_cache() {
         text(&second).contains("precompiled artefact from the cache"),
         "{}",
         text(&second)
+    );
+    // A component built against the frozen 0.1.0 contract still loads, and says so.
+    let old = hub(cache.path())
+        .args(["plugin", "check"])
+        .arg(component("test_panic"))
+        .output()
+        .unwrap();
+    assert!(
+        text(&old).contains("implements metrics-hub:source/data-source@0.1.0"),
+        "{}",
+        text(&old)
     );
 }
 

@@ -234,6 +234,7 @@ impl Portal {
         let summary = json!({
             "total_users": contacts.len(),
             "total_events": deals.len(),
+            // Not provided by the CRM; the merged answer shows it as 0.
             "page_views": 0,
             "active_clients": with_deals.len(),
             "pipeline_amount": deals.iter().filter(|d| !d.is_closed()).map(|d| amount(d)).sum::<f64>(),

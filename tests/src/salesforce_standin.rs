@@ -256,6 +256,7 @@ impl Org {
             json!({
                 "total_users": contacts.len(),
                 "total_events": opportunities.len(),
+                // Not provided by the CRM; the merged answer shows it as 0.
                 "page_views": 0,
                 "active_clients": accounts.len(),
             }),

@@ -78,6 +78,16 @@ async fn python_and_javascript_plugins_page_through_the_api() {
         let summary = &body["data"]["summary"];
         assert_eq!(summary["total_users"], users, "{id}: {summary}");
         assert_eq!(summary["total_events"], events, "{id}: {summary}");
+        // The plugins say the API has no page views or clients (WIT 0.2.0 `none`): the
+        // fields are neither provided nor merged as zeros.
+        let mut fields: Vec<_> = details(&body, id)["summaryFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap().to_owned())
+            .collect();
+        fields.sort();
+        assert_eq!(fields, ["total_events", "total_users"], "{id}");
         let rows: Vec<_> = body["data"]["dailyMetrics"]
             .as_array()
             .unwrap()

@@ -97,6 +97,19 @@ async fn searches_page_with_after_until_there_is_no_paging() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(details(&body, "hubspot")["status"], "ok", "{body}");
     assert_eq!(body["data"], s.hubspot.portal().expected(start, s.today));
+    // A CRM has no page views: the plugin says so, and the field is not counted as its.
+    assert_eq!(
+        details(&body, "hubspot")["summaryFields"],
+        json!([
+            "total_users",
+            "total_events",
+            "active_clients",
+            "pipeline_amount",
+            "won_deals",
+            "won_amount"
+        ]),
+        "{body}"
+    );
 
     // Contacts in the window need several pages of 50: a first page, then one per cursor.
     let in_window = s

@@ -189,6 +189,21 @@ async fn a_plugin_source_answers_and_merges_with_the_demo() {
 }
 
 #[tokio::test]
+async fn a_plugin_is_told_how_long_its_call_has() {
+    // timeout 5s and no cpu_deadline: the call has the source's 5 s, less a moment.
+    let s = setup(&[(
+        "trivial.yaml",
+        trivial_yaml("trivial", "  config:\n    report_deadline: true\n"),
+    )])
+    .await;
+    let (status, body) = get(&s.hub, "/api/metrics?days=3&source=trivial").await;
+    assert_eq!(status, 200, "{body}");
+    let left = body["data"]["summary"]["deadline_ms"].as_i64().unwrap();
+    assert!((4_000..=5_000).contains(&left), "deadline_ms {left}");
+    s.hub.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn concurrent_requests_share_the_pool_correctly() {
     let s = setup(&[(
         "trivial.yaml",
@@ -272,7 +287,7 @@ fn components_are_compiled_once_then_loaded_precompiled() {
     assert!(description
         .imports
         .iter()
-        .any(|i| i.starts_with("metrics-hub:source/clock@0.1.0")));
+        .any(|i| i.starts_with("metrics-hub:source/clock@0.2.0")));
 }
 
 #[test]

@@ -170,6 +170,42 @@ async fn a_plugin_that_loops_forever_is_interrupted_at_its_cpu_deadline() {
 }
 
 #[tokio::test]
+async fn a_plugin_that_sleeps_past_its_deadline_is_woken_there() {
+    // An hour's `std::thread::sleep` under a 500 ms deadline and a 30 s source timeout: the
+    // host cuts the sleep at the deadline, so the answer comes at once, not after 30 s.
+    let (hub, _dir) = start(
+        &[(
+            "sleepy.yaml",
+            plugin_yaml(
+                "sleepy",
+                "test-spin",
+                "30s",
+                "  config:\n    sleep: true\n  sandbox:\n    cpu_deadline: 500ms\n    instances: 1\n",
+            ),
+        )],
+        &[],
+    )
+    .await;
+    for _ in 0..2 {
+        let started = Instant::now();
+        let sleepy =
+            answer_isolates(&hub, "sleepy", "timeout", "timeout", Duration::from_secs(5)).await;
+        assert_eq!(
+            sleepy["error"]["message"], "no answer within 500 ms",
+            "{sleepy}"
+        );
+        // The one instance was freed too: the second round would wait otherwise.
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    still_serving(&hub).await;
+    hub.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_plugin_that_loops_forever_cannot_outlast_the_source_timeout() {
     // No cpu_deadline: it defaults to the source's timeout.
     let (hub, _dir) = start(

@@ -87,6 +87,27 @@ impl HostState {
         self.log_lines = 0;
     }
 
+    /// When the current call must end.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.hooks.deadline
+    }
+
+    /// How long the current call has left.
+    pub(crate) fn time_left(&self) -> std::time::Duration {
+        self.hooks
+            .deadline
+            .saturating_duration_since(Instant::now())
+    }
+
+    /// Nanoseconds since the instance started: the guest's monotonic clock.
+    pub(crate) fn monotonic_nanos(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
     /// What the current call's HTTP did.
     pub(crate) fn tally(&self) -> &CallTally {
         &self.hooks.tally
@@ -176,7 +197,7 @@ impl log::Host for HostState {
 
 impl clock::Host for HostState {
     fn monotonic_now(&mut self) -> u64 {
-        u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.monotonic_nanos()
     }
 
     fn now(&mut self) -> u64 {

@@ -1,6 +1,7 @@
 //! The WebAssembly plugin host (wasmtime, component model).
 //!
-//! - [`bindings`] is the one `bindgen!` over `wit/`: the contract's types and traits.
+//! - [`bindings`] is the `bindgen!` over `wit/`: the contract's types and traits, and
+//!   those of the 0.1.0 contract, which [`compat`] adapts so older components still run.
 //! - [`Runtime`] owns the single wasmtime `Engine` (epoch interruption, driven by a
 //!   background ticker thread), the `Linker` with the capabilities granted to guests, and
 //!   the [`cache`] of precompiled components; [`Runtime::load`] turns a `.wasm` file into a
@@ -10,17 +11,20 @@
 //!   [`sandbox`] limits, turning traps, timeouts and refusals into per-source errors.
 //! - [`host`] and [`http`] are the host functions guests import: HTTP to allowed hosts,
 //!   logging and clocks, plus an empty WASI context; [`outgoing`] routes `wasi:http`
-//!   requests through the same HTTP gate.
+//!   requests through the same HTTP gate, and [`sleep`] ends a guest's sleep at its
+//!   call's deadline.
 
 pub mod allowlist;
 pub mod bindings;
 pub mod cache;
+mod compat;
 mod error;
 mod host;
 pub mod http;
 mod outgoing;
 pub mod pool;
 pub mod sandbox;
+mod sleep;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -34,8 +38,9 @@ use wasmtime::{Config, Engine};
 
 pub use error::PluginError;
 
-use bindings::{DataSource, DataSourcePre};
+use bindings::{v0_1, DataSource};
 use cache::{ArtefactCache, Origin};
+use compat::Pre;
 use host::HostState;
 
 /// How often the epoch advances; call deadlines are counted in these ticks, so a runaway
@@ -95,7 +100,12 @@ impl Runtime {
         // wasi:http's outgoing handler, for guests whose HTTP client speaks it; every
         // request goes through the same gate as `http.send` (see outgoing.rs).
         wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(failed)?;
+        // A sleep ends at the call's deadline (see sleep.rs).
+        sleep::add_to_linker(&mut linker).map_err(failed)?;
+        // Both contract versions' imports; a component's exports pick one (compat.rs).
         DataSource::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state).map_err(failed)?;
+        v0_1::DataSource::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .map_err(failed)?;
         let weak = engine.weak();
         // A plain thread rather than a tokio task: it must tick even while every runtime
         // worker is busy, and it ends by itself once the engine is dropped.
@@ -181,12 +191,12 @@ impl Runtime {
                 "it imports something the host does not grant: {err:#}"
             ))
         })?;
-        let pre = DataSourcePre::new(pre).map_err(|err| {
+        let pre = Pre::new(pre).map_err(|err| {
             fail(format!(
                 "it does not implement the metrics-hub:source/data-source world: {err:#}"
             ))
         })?;
-        tracing::debug!(plugin = %path.display(), ?origin, "plugin loaded");
+        tracing::debug!(plugin = %path.display(), ?origin, contract = pre.version(), "plugin loaded");
         let plugin = Arc::new(Plugin {
             path: path.to_owned(),
             digest,
@@ -214,10 +224,15 @@ pub struct Plugin {
     /// Whether it came from the precompiled cache.
     pub origin: Origin,
     component: Component,
-    pre: DataSourcePre<HostState>,
+    pre: Pre,
 }
 
 impl Plugin {
+    /// The version of the WIT contract the component was built against.
+    pub fn contract(&self) -> &'static str {
+        self.pre.version()
+    }
+
     /// What the component imports and exports, as `name: type` lines (for `plugin check`).
     pub fn describe(&self, engine: &Engine) -> Description {
         let ty = self.component.component_type();

@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use wasmtime::{Store, Trap};
 
 use super::bindings::types::{self, ConfigEntry};
-use super::bindings::DataSource;
+use super::compat::Bindings;
 use super::host::HostState;
 use super::http::{HttpGate, Refused};
 use super::sandbox::Sandbox;
@@ -33,7 +33,7 @@ use crate::secret::redact;
 /// One initialized instance.
 struct Instance {
     store: Store<HostState>,
-    bindings: DataSource,
+    bindings: Bindings,
 }
 
 /// The instances of one source.
@@ -166,8 +166,9 @@ impl Pool {
             };
             let outcome = match export {
                 None => Ok(None),
-                Some(Export::Fetch(params)) => pool
+                Some(Export::Fetch(mut params)) => pool
                     .call(&mut instance, |bindings, store| {
+                        params.deadline_ms = store.data().time_left().as_millis() as u64;
                         bindings.call_fetch_metrics(store, &params)
                     })
                     .map(Some),
@@ -241,7 +242,7 @@ impl Pool {
         &self,
         instance: &mut Instance,
         run: impl FnOnce(
-            &DataSource,
+            &Bindings,
             &mut Store<HostState>,
         ) -> wasmtime::Result<Result<T, types::SourceError>>,
     ) -> Result<T, Failure> {

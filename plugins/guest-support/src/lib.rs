@@ -25,6 +25,8 @@ pub mod window;
 /// describes the exports in the plugin that invokes it (a library crate such as this one
 /// must not claim exports it does not define).
 pub mod bindings {
+    // Generated code: the export glue of `fetch-metrics` takes the flattened parameters.
+    #![allow(clippy::too_many_arguments)]
     wit_bindgen::generate!({
         world: "data-source",
         path: "../../wit",

@@ -169,10 +169,10 @@ mod tests {
             self.calls += 1;
             Ok(Metrics {
                 summary: Some(crate::types::Summary {
-                    total_users: 0,
-                    total_events: self.calls,
-                    page_views: 0,
-                    active_clients: 0,
+                    total_users: None,
+                    total_events: Some(self.calls),
+                    page_views: None,
+                    active_clients: None,
                     extra: vec![],
                 }),
                 daily: None,
@@ -196,6 +196,7 @@ mod tests {
             start_date: "2026-01-01".into(),
             end_date: "2026-01-01".into(),
             filters: vec![],
+            deadline_ms: 10_000,
         }
     }
 
@@ -208,7 +209,7 @@ mod tests {
 
     fn events(instance: &Instance<Counter>, host: &mut FakeHost) -> i64 {
         let metrics = instance.fetch_metrics(host, &params()).unwrap();
-        metrics.summary.unwrap().total_events
+        metrics.summary.unwrap().total_events.unwrap()
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod tests {
             start_date: start.into(),
             end_date: end.into(),
             filters: vec![],
+            deadline_ms: 10_000,
         }
     }
 

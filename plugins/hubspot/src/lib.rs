@@ -120,6 +120,7 @@ mod tests {
             start_date: start.into(),
             end_date: end.into(),
             filters: vec![],
+            deadline_ms: 10_000,
         }
     }
 
@@ -155,7 +156,7 @@ mod tests {
                 summary.total_events,
                 summary.active_clients
             ),
-            (1, 1, 1)
+            (Some(1), Some(1), Some(1))
         );
         assert_eq!(metrics.clients.unwrap()[0].client, "Acme");
 

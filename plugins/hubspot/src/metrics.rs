@@ -2,7 +2,7 @@
 //!
 //! - summary: contacts created in the window -> `total_users`, deals created in the window
 //!   -> `total_events`, companies with at least one deal -> `active_clients`; `page_views`
-//!   is 0. Extra: `pipeline_amount` (open deals' amount), `won_deals`, `won_amount`.
+//!   is absent (a CRM has none). Extra: `pipeline_amount` (open deals' amount), `won_deals`, `won_amount`.
 //! - daily, by the UTC day of `createdate`: contacts -> `users`, deals -> `events`;
 //!   extra `amount`. Days with neither are absent, as in SQL sources.
 //! - clients: companies ranked by associated deals, top [`TOP_CLIENTS`]: deals -> `events`,
@@ -66,11 +66,13 @@ pub fn metrics(
     }
 
     let summary = Summary {
-        total_users: to_i64(contacts.len())?,
-        total_events: to_i64(deals.len())?,
-        page_views: 0,
-        active_clients: i64::try_from(companies.total)
-            .map_err(|_| upstream("a total does not fit 64 bits"))?,
+        total_users: Some(to_i64(contacts.len())?),
+        total_events: Some(to_i64(deals.len())?),
+        // A CRM has no page views: absent, not zero.
+        page_views: None,
+        active_clients: Some(
+            i64::try_from(companies.total).map_err(|_| upstream("a total does not fit 64 bits"))?,
+        ),
         extra: vec![
             extra("pipeline_amount", FieldValue::Float(pipeline_amount)),
             extra("won_deals", FieldValue::Integer(won_deals)),
@@ -269,7 +271,7 @@ mod tests {
                 summary.page_views,
                 summary.active_clients
             ),
-            (3, 4, 0, 42)
+            (Some(3), Some(4), None, Some(42))
         );
         assert_eq!(
             summary.extra,

@@ -11,7 +11,7 @@
 // Errors of an export are thrown as the contract's source-error (`{tag, val}`); s64
 // fields are BigInts.
 
-import { log } from 'metrics-hub:source/log@0.1.0';
+import { log } from 'metrics-hub:source/log@0.2.0';
 import { addPage, nextPage, parseSettings } from './logic.js';
 
 // The instance lives across calls: `initialize` runs once, then many `fetchMetrics`.
@@ -38,8 +38,9 @@ export async function fetchMetrics(params) {
     summary: {
       totalUsers: BigInt(totals.users),
       totalEvents: BigInt(totals.events),
-      pageViews: 0n,
-      activeClients: 0n,
+      // The tally API has no page views or clients: absent, not zero.
+      pageViews: undefined,
+      activeClients: undefined,
       extra: [],
     },
     daily: totals.days.map(([date, users, events]) => ({

@@ -60,8 +60,9 @@ class WitWorld(wit_world.WitWorld):
         summary = Summary(
             total_users=totals["users"],
             total_events=totals["events"],
-            page_views=0,
-            active_clients=0,
+            # The tally API has no page views or clients: absent, not zero.
+            page_views=None,
+            active_clients=None,
             extra=[],
         )
         return Metrics(summary=summary, daily=daily, features=None, clients=None)

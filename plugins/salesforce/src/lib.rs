@@ -98,6 +98,7 @@ mod tests {
             start_date: start.into(),
             end_date: end.into(),
             filters: vec![],
+            deadline_ms: 10_000,
         }
     }
 
@@ -132,7 +133,7 @@ mod tests {
         let metrics = plugin()
             .fetch_metrics(&mut host, &params("2026-01-01", "2026-01-31"))
             .unwrap();
-        assert_eq!(metrics.summary.unwrap().total_events, 0);
+        assert_eq!(metrics.summary.unwrap().total_events, Some(0));
         assert_eq!(metrics.features, None);
         // One token, seven queries, each bounded by the window.
         assert_eq!(host.requests.len(), 8);

@@ -1,8 +1,8 @@
 //! Salesforce answers -> the unified model.
 //!
 //! - summary: new contacts -> `total_users`, new opportunities -> `total_events`,
-//!   accounts with a new opportunity -> `active_clients`; `page_views` is 0 (a CRM has
-//!   none). Extra: `pipeline_amount` (open opportunities' Amount), `won_deals`, `won_amount`.
+//!   accounts with a new opportunity -> `active_clients`; `page_views` is absent (a CRM
+//!   has none). Extra: `pipeline_amount` (open opportunities' Amount), `won_deals`, `won_amount`.
 //! - daily, by `DAY_ONLY(CreatedDate)`: new contacts -> `users`, new opportunities ->
 //!   `events`; extra `amount`. Days with neither are absent, as in SQL sources.
 //! - clients: accounts ranked by new opportunities (then name), top [`TOP_CLIENTS`]:
@@ -94,10 +94,11 @@ fn summary(answers: &Answers) -> Result<Summary, SourceError> {
         );
     }
     Ok(Summary {
-        total_users: to_i64(answers.new_contacts.total_size)?,
-        total_events: count(totals, "opportunities")?,
-        page_views: 0,
-        active_clients: count(totals, "accounts")?,
+        total_users: Some(to_i64(answers.new_contacts.total_size)?),
+        total_events: Some(count(totals, "opportunities")?),
+        // A CRM has no page views: absent, not zero.
+        page_views: None,
+        active_clients: Some(count(totals, "accounts")?),
         extra: outcomes.extra(),
     })
 }
@@ -296,10 +297,10 @@ mod tests {
         assert_eq!(
             summary,
             Summary {
-                total_users: 12,
-                total_events: 5,
-                page_views: 0,
-                active_clients: 2,
+                total_users: Some(12),
+                total_events: Some(5),
+                page_views: None,
+                active_clients: Some(2),
                 extra: Outcomes {
                     pipeline_amount: 3000.0,
                     won_deals: 2,

@@ -100,10 +100,10 @@ impl Guest for Fetch {
         let response = last.ok_or_else(|| SourceError::InvalidConfig("repeat is 0".into()))?;
         Ok(Metrics {
             summary: Some(Summary {
-                total_users: 0,
-                total_events: response.body.len() as i64,
-                page_views: 0,
-                active_clients: 0,
+                total_users: Some(0),
+                total_events: Some(response.body.len() as i64),
+                page_views: Some(0),
+                active_clients: Some(0),
                 extra: vec![ExtraField {
                     name: "status".into(),
                     value: FieldValue::Integer(i64::from(response.status)),

@@ -37,14 +37,14 @@ impl Guest for Malformed {
         };
         let mut daily = vec![day(&params.start_date, 5), day(&params.end_date, 6)];
         let mut summary = Summary {
-            total_users: 11,
-            total_events: 20,
-            page_views: 3,
-            active_clients: 1,
+            total_users: Some(11),
+            total_events: Some(20),
+            page_views: Some(3),
+            active_clients: Some(1),
             extra: vec![],
         };
         match mode.as_str() {
-            "negative" => summary.total_events = -20,
+            "negative" => summary.total_events = Some(-20),
             "bad-date" => daily[1].date = "2026-02-30".into(),
             "duplicate-day" => daily[1].date = params.start_date.clone(),
             _ => {}

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 wit_bindgen::generate!({
     world: "data-source",
-    path: "../../wit",
+    // Built against the frozen 0.1.0 contract: the host must still run such components.
+    path: "../../wit/compat/v0.1.0",
 });
 
 use metrics_hub::source::types::{ExtraField, FieldValue, Summary};

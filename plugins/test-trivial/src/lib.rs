@@ -9,7 +9,8 @@
 //!
 //! Config: `omit` (comma-separated datasets to answer `none` for), `report_work`
 //! (`true` adds the summary extra field `work_ns`: the nanoseconds spent computing, as
-//! measured with the host clock).
+//! measured with the host clock), `report_deadline` (`true` adds `deadline_ms`: the
+//! `deadline-ms` the host passed).
 
 use std::cell::RefCell;
 
@@ -27,6 +28,7 @@ use metrics_hub::source::types::{
 struct Settings {
     omit: Vec<String>,
     report_work: bool,
+    report_deadline: bool,
 }
 
 thread_local! {
@@ -78,6 +80,7 @@ impl Guest for Trivial {
                         .collect()
                 }
                 "report_work" => settings.report_work = entry.value == "true",
+                "report_deadline" => settings.report_deadline = entry.value == "true",
                 other => {
                     return Err(SourceError::InvalidConfig(format!(
                         "unknown config key `{other}`"
@@ -126,10 +129,10 @@ impl Guest for Trivial {
             let total_users: i64 = daily.iter().map(|d| d.users).sum();
             let total_events: i64 = daily.iter().map(|d| d.events).sum();
             let mut summary = Summary {
-                total_users,
-                total_events,
-                page_views: total_events / 2,
-                active_clients: 2,
+                total_users: Some(total_users),
+                total_events: Some(total_events),
+                page_views: Some(total_events / 2),
+                active_clients: Some(2),
                 extra: vec![ExtraField {
                     name: "synthetic".into(),
                     value: FieldValue::Boolean(true),
@@ -167,6 +170,12 @@ impl Guest for Trivial {
                 },
             ];
             let keep = |name: &str| !settings.omit.iter().any(|o| o == name);
+            if settings.report_deadline {
+                summary.extra.push(ExtraField {
+                    name: "deadline_ms".into(),
+                    value: FieldValue::Integer(params.deadline_ms as i64),
+                });
+            }
             if settings.report_work {
                 let work = clock::monotonic_now().saturating_sub(started);
                 summary.extra.push(ExtraField {

@@ -135,6 +135,8 @@ pub fn query_params(params: &QueryParams) -> types::QueryParams {
                 },
             })
             .collect(),
+        // Set by the pool when the call starts, from the time its instance has left.
+        deadline_ms: 0,
     }
 }
 
@@ -151,22 +153,19 @@ pub fn to_source_data(
     if let Some(summary) = metrics.summary.filter(|_| wanted(Dataset::Summary)) {
         let mut record = Record::new();
         let at = "summary";
-        record.insert(
-            "total_users".into(),
-            count(at, "total_users", summary.total_users)?,
-        );
-        record.insert(
-            "total_events".into(),
-            count(at, "total_events", summary.total_events)?,
-        );
-        record.insert(
-            "page_views".into(),
-            count(at, "page_views", summary.page_views)?,
-        );
-        record.insert(
-            "active_clients".into(),
-            count(at, "active_clients", summary.active_clients)?,
-        );
+        let fields = [
+            ("total_users", summary.total_users),
+            ("total_events", summary.total_events),
+            ("page_views", summary.page_views),
+            ("active_clients", summary.active_clients),
+        ];
+        // A field the plugin says it does not have stays out of the record, and so out of
+        // `summaryFields` and of every merge.
+        for (field, value) in fields {
+            if let Some(value) = value {
+                record.insert(field.into(), count(at, field, value)?);
+            }
+        }
         extras(at, Dataset::Summary, summary.extra, &mut record)?;
         data.summary = Some(record);
     }
@@ -335,10 +334,10 @@ mod tests {
     fn metrics() -> Metrics {
         Metrics {
             summary: Some(Summary {
-                total_users: 5,
-                total_events: 9,
-                page_views: 3,
-                active_clients: 1,
+                total_users: Some(5),
+                total_events: Some(9),
+                page_views: Some(3),
+                active_clients: Some(1),
                 extra: vec![ExtraField {
                     name: "pipeline".into(),
                     value: FieldValue::Float(1250.5),
@@ -379,6 +378,19 @@ mod tests {
     }
 
     #[test]
+    fn absent_summary_fields_are_left_out() {
+        let mut answer = metrics();
+        let summary = answer.summary.as_mut().unwrap();
+        summary.page_views = None;
+        summary.active_clients = None;
+        let data = to_source_data(answer, &params(), &all()).unwrap();
+        assert_eq!(
+            Value::Object(data.summary.unwrap()),
+            serde_json::json!({"total_users": 5, "total_events": 9, "pipeline": 1250.5})
+        );
+    }
+
+    #[test]
     fn malformed_answers_are_named() {
         let check = |change: &dyn Fn(&mut Metrics), expected: &str| {
             let mut answer = metrics();
@@ -387,7 +399,7 @@ mod tests {
             assert!(err.contains(expected), "{err} lacks {expected}");
         };
         check(
-            &|m| m.summary.as_mut().unwrap().total_users = -1,
+            &|m| m.summary.as_mut().unwrap().total_users = Some(-1),
             "summary.total_users is -1: counts cannot be negative",
         );
         check(

@@ -1,0 +1,84 @@
+//! Sleeps that end at the call's deadline.
+//!
+//! A guest sleeps through WASI's monotonic clock (`std::thread::sleep`, Python's
+//! `time.sleep` and JavaScript's timers all subscribe to it and poll). The host blocks on
+//! that poll outside WebAssembly, where the epoch deadline cannot interrupt it, so a
+//! plugin sleeping for a minute would hold its instance (and a blocking thread) for a
+//! minute after its call had timed out. So the host shadows wasmtime-wasi's
+//! `subscribe-duration` and `subscribe-instant` with ones whose pollable is ready at the
+//! earlier of the requested time and just past the call's deadline: back in WebAssembly,
+//! the epoch check then ends the call as a timeout. `now` is shadowed too, so that an
+//! instant the guest computes and the host's reading of it come from one clock (the same
+//! as the `clock` interface's).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Linker, Resource};
+use wasmtime::StoreContextMut;
+use wasmtime_wasi::p2::{subscribe, DynPollable, Pollable};
+
+use super::host::HostState;
+use super::EPOCH_TICK;
+
+/// The `wasi:clocks` version wasmtime-wasi 48 defines (guests built against an earlier
+/// 0.2 release resolve to it).
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// A pollable that is ready at `at`.
+struct Wake {
+    at: tokio::time::Instant,
+}
+
+// The trait is declared with `#[async_trait]`; this is the signature it expands to.
+impl Pollable for Wake {
+    fn ready<'life0, 'async_trait>(
+        &'life0 mut self,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'async_trait>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(tokio::time::sleep_until(self.at))
+    }
+}
+
+/// Replaces the clock's `now` and subscriptions in `linker`, which already holds
+/// wasmtime-wasi's.
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap("now", |store: StoreContextMut<'_, HostState>, (): ()| {
+        Ok((store.data().monotonic_nanos(),))
+    })?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |store: StoreContextMut<'_, HostState>, (nanos,): (u64,)| {
+            wake_after(store, Duration::from_nanos(nanos)).map(|r| (r,))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |store: StoreContextMut<'_, HostState>, (when,): (u64,)| {
+            let now = store.data().monotonic_nanos();
+            wake_after(store, Duration::from_nanos(when.saturating_sub(now))).map(|r| (r,))
+        },
+    )?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+fn wake_after(
+    mut store: StoreContextMut<'_, HostState>,
+    wanted: Duration,
+) -> wasmtime::Result<Resource<DynPollable>> {
+    let now = Instant::now();
+    let state = store.data_mut();
+    // Two ticks past the deadline: by then the epoch has surely passed it too.
+    let cap = state.deadline().saturating_duration_since(now) + 2 * EPOCH_TICK;
+    let at = tokio::time::Instant::from_std(now + wanted.min(cap));
+    let table = state.table();
+    let wake = table.push(Wake { at })?;
+    subscribe(table, wake)
+}
