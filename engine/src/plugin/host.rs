@@ -87,11 +87,6 @@ impl HostState {
         self.log_lines = 0;
     }
 
-    /// When the current call must end.
-    pub(crate) fn deadline(&self) -> Instant {
-        self.hooks.deadline
-    }
-
     /// How long the current call has left.
     pub(crate) fn time_left(&self) -> std::time::Duration {
         self.hooks

@@ -13,7 +13,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::{Linker, Resource};
 use wasmtime::StoreContextMut;
@@ -73,11 +73,10 @@ fn wake_after(
     mut store: StoreContextMut<'_, HostState>,
     wanted: Duration,
 ) -> wasmtime::Result<Resource<DynPollable>> {
-    let now = Instant::now();
     let state = store.data_mut();
     // Two ticks past the deadline: by then the epoch has surely passed it too.
-    let cap = state.deadline().saturating_duration_since(now) + 2 * EPOCH_TICK;
-    let at = tokio::time::Instant::from_std(now + wanted.min(cap));
+    let cap = state.time_left() + 2 * EPOCH_TICK;
+    let at = tokio::time::Instant::now() + wanted.min(cap);
     let table = state.table();
     let wake = table.push(Wake { at })?;
     subscribe(table, wake)
