@@ -4,7 +4,7 @@
 //! and stderr captured into a small buffer the hub logs when the plugin fails. Its
 //! `wasi:http` outgoing handler goes through the same gate ([`super::outgoing`]).
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -35,6 +35,8 @@ pub(crate) struct HostState {
     hooks: GateHooks,
     /// Log lines the current call wrote.
     log_lines: u32,
+    /// Raised when a sleep of the current call is woken at its deadline (see sleep.rs).
+    sleep_cut: Arc<AtomicBool>,
     pub(crate) limits: Limits,
     output: MemoryOutputPipe,
     wasi: WasiCtx,
@@ -72,6 +74,7 @@ impl HostState {
                 tally: Arc::default(),
             },
             log_lines: 0,
+            sleep_cut: Arc::default(),
             limits: Limits::new(memory_bytes, high_water),
             output,
             wasi,
@@ -85,6 +88,7 @@ impl HostState {
         self.hooks.deadline = deadline;
         self.hooks.tally = Arc::default();
         self.log_lines = 0;
+        self.sleep_cut = Arc::default();
     }
 
     /// How long the current call has left.
@@ -97,6 +101,16 @@ impl HostState {
     /// Nanoseconds since the instance started: the guest's monotonic clock.
     pub(crate) fn monotonic_nanos(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The current call's flag for a sleep woken at its deadline.
+    pub(crate) fn sleep_cut(&self) -> Arc<AtomicBool> {
+        self.sleep_cut.clone()
+    }
+
+    /// Whether a sleep of the current call was woken at its deadline.
+    pub(crate) fn sleep_was_cut(&self) -> bool {
+        self.sleep_cut.load(Ordering::Relaxed)
     }
 
     pub(crate) fn table(&mut self) -> &mut ResourceTable {

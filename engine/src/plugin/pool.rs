@@ -247,7 +247,11 @@ impl Pool {
         ) -> wasmtime::Result<Result<T, types::SourceError>>,
     ) -> Result<T, Failure> {
         self.arm(&mut instance.store, self.deadline);
-        let outcome = run(&instance.bindings, &mut instance.store);
+        let mut outcome = run(&instance.bindings, &mut instance.store);
+        if instance.store.data().sleep_was_cut() {
+            // It slept past its deadline: a timeout, as if the epoch had interrupted it.
+            outcome = Err(Trap::Interrupt.into());
+        }
         match outcome {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(reported)) => Err(Failure::Refused(self.reported(&instance.store, reported))),

@@ -6,13 +6,17 @@
 //! plugin sleeping for a minute would hold its instance (and a blocking thread) for a
 //! minute after its call had timed out. So the host shadows wasmtime-wasi's
 //! `subscribe-duration` and `subscribe-instant` with ones whose pollable is ready at the
-//! earlier of the requested time and just past the call's deadline: back in WebAssembly,
-//! the epoch check then ends the call as a timeout. `now` is shadowed too, so that an
-//! instant the guest computes and the host's reading of it come from one clock (the same
-//! as the `clock` interface's).
+//! earlier of the requested time and just past the call's deadline. The call then ends
+//! as a timeout whatever the guest does next: once such a pollable fires at the deadline,
+//! the pool treats the call like one the epoch interrupted (a guest may return before it
+//! reaches an epoch check). `now` is shadowed too, so that an instant the guest computes
+//! and the host's reading of it come from one clock (the same as the `clock`
+//! interface's).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::component::{Linker, Resource};
@@ -26,9 +30,11 @@ use super::EPOCH_TICK;
 /// 0.2 release resolve to it).
 const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
 
-/// A pollable that is ready at `at`.
+/// A pollable that is ready at `at`; `cut` is the call's flag to raise when it fires
+/// there instead of at the time the guest asked for.
 struct Wake {
     at: tokio::time::Instant,
+    cut: Option<Arc<AtomicBool>>,
 }
 
 // The trait is declared with `#[async_trait]`; this is the signature it expands to.
@@ -40,7 +46,12 @@ impl Pollable for Wake {
         'life0: 'async_trait,
         Self: 'async_trait,
     {
-        Box::pin(tokio::time::sleep_until(self.at))
+        Box::pin(async move {
+            tokio::time::sleep_until(self.at).await;
+            if let Some(cut) = &self.cut {
+                cut.store(true, Ordering::Relaxed);
+            }
+        })
     }
 }
 
@@ -76,8 +87,9 @@ fn wake_after(
     let state = store.data_mut();
     // Two ticks past the deadline: by then the epoch has surely passed it too.
     let cap = state.time_left() + 2 * EPOCH_TICK;
+    let cut = (wanted > cap).then(|| state.sleep_cut());
     let at = tokio::time::Instant::now() + wanted.min(cap);
     let table = state.table();
-    let wake = table.push(Wake { at })?;
+    let wake = table.push(Wake { at, cut })?;
     subscribe(table, wake)
 }
