@@ -56,8 +56,8 @@ plugins/build.sh
 
 step "plugin logic (native unit tests, format, lint)"
 (cd plugins && cargo fmt --all -- --check \
-  && cargo clippy -p salesforce -p hubspot -p guest-dates -p guest-support --all-targets --locked -- -D warnings \
-  && cargo test -p salesforce -p hubspot -p guest-dates -p guest-support --locked)
+  && cargo clippy -p salesforce -p hubspot -p tally -p guest-dates -p guest-support --all-targets --locked -- -D warnings \
+  && cargo test -p salesforce -p hubspot -p tally -p guest-dates -p guest-support --locked)
 for dir in plugins/python/*/; do (cd "$dir" && python3 -m pytest -q -p no:cacheprovider .); done
 (cd plugins/js && node --test */*.test.js)
 

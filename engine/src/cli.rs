@@ -22,6 +22,7 @@ use crate::kinds::{bigquery, KindSpec, SourceSpec};
 use crate::load::{self, DirectoryError, LoadedSources};
 use crate::model::QueryParams;
 use crate::plugin::{self, PluginError};
+use crate::scaffold;
 
 /// `metrics-hub serve`: the HTTP API over the sources of a directory.
 #[derive(Debug, clap::Args)]
@@ -188,6 +189,23 @@ pub struct PluginCheckArgs {
     pub file: PathBuf,
 }
 
+/// `metrics-hub plugin new`: a plugin skeleton and its source file.
+#[derive(Debug, clap::Args)]
+pub struct PluginNewArgs {
+    /// The plugin's name, which is also the source's id: lowercase letters, digits and
+    /// dashes, e.g. my-api.
+    pub name: String,
+    /// The language to write it in.
+    #[arg(long, value_enum, default_value = "rust")]
+    pub lang: scaffold::Lang,
+    /// The plugin workspace (the repository's plugins/ directory).
+    #[arg(long, default_value = "./plugins")]
+    pub plugins: PathBuf,
+    /// Directory of source files, where the source file goes.
+    #[arg(long, env = "METRICS_HUB_SOURCES", default_value = "./sources.d")]
+    pub sources: PathBuf,
+}
+
 /// Why a command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -206,6 +224,8 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    #[error(transparent)]
+    Scaffold(#[from] scaffold::ScaffoldError),
     #[error("--filter takes NAME=VALUE")]
     FilterSyntax,
     #[error(transparent)]
@@ -483,6 +503,43 @@ pub fn plugin_check(file: &Path, out: &mut impl Write) -> Result<(), CliError> {
     for line in &description.exports {
         writeln!(out, "  {line}")?;
     }
+    Ok(())
+}
+
+/// Writes a plugin skeleton and its source file, and says what to do next.
+pub fn plugin_new(args: &PluginNewArgs, out: &mut impl Write) -> Result<(), CliError> {
+    if !args.plugins.join("Cargo.toml").is_file() {
+        return Err(CliError::Settings(format!(
+            "{} is not the plugin workspace (no Cargo.toml there): run this in the repository, or pass --plugins",
+            args.plugins.display()
+        )));
+    }
+    let written = scaffold::write(&scaffold::Request {
+        name: args.name.clone(),
+        lang: args.lang,
+        plugins: args.plugins.clone(),
+        sources: args.sources.clone(),
+    })?;
+    for file in &written.files {
+        writeln!(out, "wrote {}", file.display())?;
+    }
+    writeln!(out, "next:")?;
+    writeln!(out, "  test   {}", written.test)?;
+    writeln!(
+        out,
+        "  build  {}  (-> {})",
+        written.build,
+        written.component.display()
+    )?;
+    writeln!(
+        out,
+        "  edit   base_url and allowed_hosts in the source file, then"
+    )?;
+    writeln!(
+        out,
+        "  run    {}=... metrics-hub query --source {} --days 7",
+        written.key_var, args.name
+    )?;
     Ok(())
 }
 

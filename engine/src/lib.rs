@@ -13,7 +13,8 @@
 //! Modules, lowest first:
 //! - [`secret`]: `Secret` and redaction. [`model`]: the unified model and query parameters.
 //!   [`telemetry`]: the Prometheus metrics everyone records into. [`retry`]: `Retry-After`
-//!   and backoff timing for the HTTP clients (REST kind, plugin host).
+//!   and backoff timing for the HTTP clients (REST kind, plugin host). [`scaffold`]: the
+//!   plugin skeletons `plugin new` writes.
 //! - [`mapping`]: rows -> unified records. [`config`]: what a source file says up to where
 //!   kinds differ (raw shapes, interpolation, schema, lines, problems, name rules).
 //! - [`template`]: minijinja queries whose request values become bind parameters.
@@ -43,6 +44,7 @@ pub mod merge;
 pub mod model;
 pub mod plugin;
 pub mod retry;
+pub mod scaffold;
 pub mod secret;
 pub mod telemetry;
 pub mod template;

@@ -4,7 +4,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use metrics_hub::cli::{self, PluginCheckArgs, QueryArgs, ServeArgs, TokenNewArgs, ValidateArgs};
+use metrics_hub::cli::{
+    self, PluginCheckArgs, PluginNewArgs, QueryArgs, ServeArgs, TokenNewArgs, ValidateArgs,
+};
 
 #[derive(Parser)]
 #[command(
@@ -58,7 +60,7 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Check every source file of a directory; exit non-zero when any is invalid.
     Validate(ValidateArgs),
-    /// Inspect WebAssembly plugins.
+    /// Inspect WebAssembly plugins, or start a new one.
     Plugin {
         #[command(subcommand)]
         command: PluginCommand,
@@ -83,6 +85,8 @@ enum PluginCommand {
     /// Load a component, check that it implements the data-source world, print its imports
     /// and exports.
     Check(PluginCheckArgs),
+    /// Write a plugin skeleton (Rust, Python or JavaScript) and the source file for it.
+    New(PluginNewArgs),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +108,9 @@ fn main() -> ExitCode {
             Command::Plugin {
                 command: PluginCommand::Check(args),
             } => cli::plugin_check(&args.file, &mut out).map(|()| true),
+            Command::Plugin {
+                command: PluginCommand::New(args),
+            } => cli::plugin_new(&args, &mut out).map(|()| true),
             Command::Token {
                 command: TokenCommand::New(args),
             } => cli::token_new(&args, &mut out).map(|()| true),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 /// Top-level modules, lowest first; a module may use only those on earlier lines. Modules
 /// on one line do not use each other.
 const LAYERS: &[&[&str]] = &[
-    &["secret", "model", "telemetry", "retry"],
+    &["secret", "model", "telemetry", "retry", "scaffold"],
     &["mapping"],
     &["config"],
     &["template", "merge", "plugin"],

@@ -150,3 +150,46 @@ fn validate_loads_every_wasm_component() {
         "{out}"
     );
 }
+
+#[test]
+fn plugin_new_writes_a_skeleton_and_says_what_next() {
+    let work = tempfile::tempdir().unwrap();
+    let (plugins, sources) = (work.path().join("plugins"), work.path().join("sources.d"));
+    let run = |name: &str| {
+        let cache = work.path().join("cache");
+        hub(&cache)
+            .args(["plugin", "new", name, "--lang", "js", "--plugins"])
+            .arg(&plugins)
+            .arg("--sources")
+            .arg(&sources)
+            .output()
+            .unwrap()
+    };
+    // Not a plugin workspace: refused before anything is written.
+    let out = run("my-api");
+    assert!(!out.status.success());
+    assert!(text(&out).contains("is not the plugin workspace"), "{}", text(&out));
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(plugins.join("Cargo.toml"), "[workspace]\n").unwrap();
+    let out = run("my-api");
+    let printed = text(&out);
+    assert!(out.status.success(), "{printed}");
+    for line in [
+        "wrote ",
+        "js/my-api/plugin.js",
+        "sources.d/my-api.yaml",
+        "node --test my-api/*.test.js",
+        "my-api_js.wasm",
+        "MY_API_API_KEY=... metrics-hub query --source my-api",
+    ] {
+        assert!(printed.contains(line), "{line} missing in:\n{printed}");
+    }
+    assert!(plugins.join("js/my-api/logic.test.js").is_file());
+    // A second time, and a bad name: refused with the reason.
+    let again = run("my-api");
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already exists"), "{}", text(&again));
+    let bad = run("My_Api");
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("is not a plugin name"), "{}", text(&bad));
+}

@@ -1,8 +1,9 @@
-//! End-to-end: the shipped Python and JavaScript example plugins (plugins/python/tally,
-//! plugins/js/tally, built from source by plugins/build.sh) inside the hub, reading the
-//! tally API stand-in (`metrics_hub_tests::tally_standin`) over real HTTP. The Python
-//! plugin uses the contract's `http.send`; the JavaScript one the web `fetch()`, which
-//! leaves through `wasi:http`. Both paths go through the one host gate, so each is checked
+//! End-to-end: the shipped example plugins in Rust, Python and JavaScript (plugins/tally,
+//! plugins/python/tally, plugins/js/tally: what `metrics-hub plugin new tally` writes,
+//! built from source by plugins/build.sh) inside the hub, reading the tally API stand-in
+//! (`metrics_hub_tests::tally_standin`) over real HTTP. The Rust and Python plugins use
+//! the contract's `http.send`; the JavaScript one the web `fetch()`, which leaves through
+//! `wasi:http`. Both paths go through the one host gate, so each is checked
 //! for paging with the auth header, a 429 the host retries, and a forbidden host.
 //! Expected numbers come from the stand-in's formula, never from a plugin.
 
@@ -18,7 +19,11 @@ use serde_json::json;
 /// Seconds a source and a request may take here: room for a cold compile.
 const COMPILE_ROOM: u64 = 90;
 
-const LANGUAGES: [(&str, &str); 2] = [("tally-py", "tally_py"), ("tally-js", "tally_js")];
+const LANGUAGES: [(&str, &str); 3] = [
+    ("tally-rs", "tally"),
+    ("tally-py", "tally_py"),
+    ("tally-js", "tally_js"),
+];
 
 /// A source for plugin `component` reading `base_url`, allowed to reach `allowed`. The
 /// first hub to load a component compiles it (18 MB of Python takes 10 to 20 s on a busy
@@ -31,7 +36,7 @@ fn source(id: &str, component: &str, base_url: &str, allowed: &str) -> String {
     )
 }
 
-/// A hub with both plugins' sources, reading `base_url` and allowed to reach `allowed`,
+/// A hub with the three plugins' sources, reading `base_url` and allowed to reach `allowed`,
 /// with `key` as the API key.
 async fn hub(
     base_url: &str,

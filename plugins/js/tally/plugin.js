@@ -1,5 +1,6 @@
-// An example Metrics Hub source plugin in JavaScript: daily users and events from a small
-// paged API (see plugins/README.md, "JavaScript").
+// The `tally` Metrics Hub source plugin, in JavaScript: daily users and events from a
+// paged API (see plugins/README.md, "JavaScript"). Written by `metrics-hub plugin new` for
+// this example API; replace the request and the mapping with your API's:
 //
 //   GET {base_url}/v1/days?from=YYYY-MM-DD&to=YYYY-MM-DD&page=N
 //   Authorization: Bearer {api_key}
@@ -38,7 +39,7 @@ export async function fetchMetrics(params) {
     summary: {
       totalUsers: BigInt(totals.users),
       totalEvents: BigInt(totals.events),
-      // The tally API has no page views or clients: absent, not zero.
+      // This API has no page views or clients: absent (undefined), not zero.
       pageViews: undefined,
       activeClients: undefined,
       extra: [],

@@ -1,5 +1,6 @@
-"""An example Metrics Hub source plugin in Python: daily users and events from a small
-paged API (see plugins/README.md, "Python").
+"""The `tally` Metrics Hub source plugin, in Python: daily users and events from a
+paged API (see plugins/README.md, "Python"). Written by `metrics-hub plugin new` for this
+example API; replace the request and the mapping with your API's:
 
     GET {base_url}/v1/days?from=YYYY-MM-DD&to=YYYY-MM-DD&page=N
     Authorization: Bearer {api_key}
@@ -60,7 +61,7 @@ class WitWorld(wit_world.WitWorld):
         summary = Summary(
             total_users=totals["users"],
             total_events=totals["events"],
-            # The tally API has no page views or clients: absent, not zero.
+            # This API has no page views or clients: absent (None), not zero.
             page_views=None,
             active_clients=None,
             extra=[],
