@@ -168,7 +168,11 @@ fn plugin_new_writes_a_skeleton_and_says_what_next() {
     // Not a plugin workspace: refused before anything is written.
     let out = run("my-api");
     assert!(!out.status.success());
-    assert!(text(&out).contains("is not the plugin workspace"), "{}", text(&out));
+    assert!(
+        text(&out).contains("is not the plugin workspace"),
+        "{}",
+        text(&out)
+    );
     std::fs::create_dir_all(&plugins).unwrap();
     std::fs::write(plugins.join("Cargo.toml"), "[workspace]\n").unwrap();
     let out = run("my-api");
@@ -191,5 +195,9 @@ fn plugin_new_writes_a_skeleton_and_says_what_next() {
     assert!(text(&again).contains("already exists"), "{}", text(&again));
     let bad = run("My_Api");
     assert!(!bad.status.success());
-    assert!(text(&bad).contains("is not a plugin name"), "{}", text(&bad));
+    assert!(
+        text(&bad).contains("is not a plugin name"),
+        "{}",
+        text(&bad)
+    );
 }
