@@ -3,9 +3,13 @@
 //! fields became optional). Every type exchanged with plugins comes from here; nothing
 //! else writes ABI types by hand. `super::compat` adapts the old version to the new.
 
+// Calls run on the hub's runtime as wasmtime fibers (see pool.rs): the exports are
+// async, and so is `http.send`, which waits on the network without blocking a worker.
 wasmtime::component::bindgen!({
     world: "data-source",
     path: "../wit",
+    imports: { "metrics-hub:source/http.send": async },
+    exports: { default: async },
 });
 
 pub use self::metrics_hub::source::clock;
@@ -18,6 +22,8 @@ pub mod v0_1 {
     wasmtime::component::bindgen!({
         world: "data-source",
         path: "../wit/compat/v0.1.0",
+        imports: { "metrics-hub:source/http.send": async },
+        exports: { default: async },
     });
 
     pub use self::metrics_hub::source::clock;

@@ -39,10 +39,13 @@ impl Pre {
         }
     }
 
-    pub(crate) fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Bindings> {
+    pub(crate) async fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<Bindings> {
         Ok(match self {
-            Pre::Current(pre) => Bindings::Current(pre.instantiate(store)?),
-            Pre::V0_1(pre) => Bindings::V0_1(pre.instantiate(store)?),
+            Pre::Current(pre) => Bindings::Current(pre.instantiate_async(store).await?),
+            Pre::V0_1(pre) => Bindings::V0_1(pre.instantiate_async(store).await?),
         })
     }
 }
@@ -56,45 +59,46 @@ pub(crate) enum Bindings {
 type Call<T> = wasmtime::Result<Result<T, types::SourceError>>;
 
 impl Bindings {
-    pub(crate) fn call_initialize(
+    pub(crate) async fn call_initialize(
         &self,
         store: &mut Store<HostState>,
         config: &[types::ConfigEntry],
     ) -> Call<()> {
         match self {
-            Bindings::Current(b) => b.call_initialize(store, config),
+            Bindings::Current(b) => b.call_initialize(store, config).await,
             Bindings::V0_1(b) => {
                 let config: Vec<_> = config.iter().map(old_config).collect();
-                Ok(b.call_initialize(store, &config)?.map_err(Into::into))
+                Ok(b.call_initialize(store, &config).await?.map_err(Into::into))
             }
         }
     }
 
-    pub(crate) fn call_fetch_metrics(
+    pub(crate) async fn call_fetch_metrics(
         &self,
         store: &mut Store<HostState>,
         params: &types::QueryParams,
     ) -> Call<types::Metrics> {
         match self {
-            Bindings::Current(b) => b.call_fetch_metrics(store, params),
+            Bindings::Current(b) => b.call_fetch_metrics(store, params).await,
             Bindings::V0_1(b) => Ok(b
-                .call_fetch_metrics(store, &old_params(params))?
+                .call_fetch_metrics(store, &old_params(params))
+                .await?
                 .map(Into::into)
                 .map_err(Into::into)),
         }
     }
 
-    pub(crate) fn call_health_check(&self, store: &mut Store<HostState>) -> Call<()> {
+    pub(crate) async fn call_health_check(&self, store: &mut Store<HostState>) -> Call<()> {
         match self {
-            Bindings::Current(b) => b.call_health_check(store),
-            Bindings::V0_1(b) => Ok(b.call_health_check(store)?.map_err(Into::into)),
+            Bindings::Current(b) => b.call_health_check(store).await,
+            Bindings::V0_1(b) => Ok(b.call_health_check(store).await?.map_err(Into::into)),
         }
     }
 
-    pub(crate) fn call_cleanup(&self, store: &mut Store<HostState>) -> wasmtime::Result<()> {
+    pub(crate) async fn call_cleanup(&self, store: &mut Store<HostState>) -> wasmtime::Result<()> {
         match self {
-            Bindings::Current(b) => b.call_cleanup(store),
-            Bindings::V0_1(b) => b.call_cleanup(store),
+            Bindings::Current(b) => b.call_cleanup(store).await,
+            Bindings::V0_1(b) => b.call_cleanup(store).await,
         }
     }
 }
@@ -193,7 +197,7 @@ impl From<v0_1::types::SourceError> for types::SourceError {
 impl v0_1::types::Host for HostState {}
 
 impl old_http::Host for HostState {
-    fn send(
+    async fn send(
         &mut self,
         request: old_http::Request,
     ) -> Result<old_http::Response, old_http::HttpError> {
@@ -207,7 +211,7 @@ impl old_http::Host for HostState {
             headers: request.headers.into_iter().map(header).collect(),
             body: request.body,
         };
-        match http::Host::send(self, request) {
+        match http::Host::send(self, request).await {
             Ok(response) => Ok(old_http::Response {
                 status: response.status,
                 headers: (response.headers.into_iter())

@@ -86,9 +86,18 @@ impl HostState {
     /// Starts a call that must end by `deadline`: fresh counts, for both HTTP paths.
     pub(crate) fn begin(&mut self, deadline: Instant) {
         self.hooks.deadline = deadline;
-        self.hooks.tally = Arc::default();
         self.log_lines = 0;
-        self.sleep_cut = Arc::default();
+        // Reset in place when nothing of the last call holds them (the usual case: no
+        // allocation per call); otherwise fresh ones, so a request or a sleep still
+        // pending from that call cannot count against this one.
+        match Arc::get_mut(&mut self.hooks.tally) {
+            Some(tally) => *tally = CallTally::default(),
+            None => self.hooks.tally = Arc::default(),
+        }
+        match Arc::get_mut(&mut self.sleep_cut) {
+            Some(cut) => *cut.get_mut() = false,
+            None => self.sleep_cut = Arc::default(),
+        }
     }
 
     /// How long the current call has left.
@@ -166,14 +175,14 @@ impl WasiHttpView for HostState {
 impl types::Host for HostState {}
 
 impl http::Host for HostState {
-    fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
+    async fn send(&mut self, request: http::Request) -> Result<http::Response, http::HttpError> {
         let GateHooks {
             gate,
-            runtime,
             deadline,
             tally,
+            ..
         } = &self.hooks;
-        gate.send(runtime, request, *deadline, tally)
+        gate.send(request, *deadline, tally).await
     }
 }
 

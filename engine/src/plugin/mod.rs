@@ -96,10 +96,10 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         // WASI p2 because Rust's std (and other languages' runtimes) import it; the
         // context behind it is empty (see host.rs), so it grants nothing.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(failed)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(failed)?;
         // wasi:http's outgoing handler, for guests whose HTTP client speaks it; every
         // request goes through the same gate as `http.send` (see outgoing.rs).
-        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker).map_err(failed)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(failed)?;
         // A sleep ends at the call's deadline (see sleep.rs).
         sleep::add_to_linker(&mut linker).map_err(failed)?;
         // Both contract versions' imports; a component's exports pick one (compat.rs).

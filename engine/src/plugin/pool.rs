@@ -11,23 +11,30 @@
 //! every other window the dashboard asks for; the per-source cache already merges
 //! identical requests, so the pool only serves different ones. It stays small because each
 //! instance may use up to the memory limit and multiplies load on the remote API. A call
-//! waits for a free instance (within the source's timeout), creates one lazily if none is
-//! idle, and runs on tokio's blocking pool: guest code is synchronous, and a runaway guest
-//! must occupy a blocking thread until its epoch deadline, never a runtime worker.
+//! waits for a free instance (within the source's timeout) and creates one lazily if none
+//! is idle.
+//!
+//! A call runs in the caller's task, as a wasmtime fiber (`call_async`): no hop to another
+//! thread, so a warm call costs what the guest costs. It never holds a runtime worker for
+//! long: the host's I/O (`http.send`, `wasi:http`, sleeps) is awaited, suspending the
+//! fiber, and a guest that computes yields to the runtime at every epoch tick until its
+//! deadline, where the next tick interrupts it. A caller that stops waiting (its request
+//! deadline passed) drops the call, which ends the guest there; the instance, whose state
+//! is then unknown, is dropped with it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::types::{self, ConfigEntry};
 use super::compat::Bindings;
 use super::host::HostState;
 use super::http::{HttpGate, Refused};
 use super::sandbox::Sandbox;
-use super::{Plugin, PluginError, Runtime, EPOCH_TICK};
+use super::{Plugin, PluginError, Runtime};
 use crate::secret::redact;
 
 /// One initialized instance.
@@ -131,81 +138,76 @@ impl Pool {
     /// Calls `cleanup` on every idle instance and drops them all.
     pub async fn cleanup(self: &Arc<Self>) {
         let instances: Vec<Instance> = std::mem::take(&mut *self.idle());
-        let pool = self.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            for mut instance in instances {
-                pool.arm(&mut instance.store, Duration::from_secs(1));
-                if let Err(err) = instance.bindings.call_cleanup(&mut instance.store) {
-                    tracing::warn!(source = %pool.source, "plugin cleanup trapped: {err:#}");
-                }
+        for mut instance in instances {
+            self.arm(&mut instance.store, Duration::from_secs(1));
+            if let Err(err) = instance.bindings.call_cleanup(&mut instance.store).await {
+                tracing::warn!(source = %self.source, "plugin cleanup trapped: {err:#}");
             }
-        })
-        .await;
-    }
-
-    /// Takes an instance (waiting for a permit), runs `export` on the blocking pool, and
-    /// puts the instance back unless it trapped.
-    async fn run(
-        self: &Arc<Self>,
-        export: Option<Export>,
-    ) -> Result<Option<types::Metrics>, PluginError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| PluginError::Setup("the plugin pool is closed".into()))?;
-        let pool = self.clone();
-        let task = tokio::task::spawn_blocking(move || {
-            // Held until the guest is done, even when the caller gave up waiting.
-            let _permit = permit;
-            let popped = pool.idle().pop();
-            let mut instance = match popped {
-                Some(instance) => instance,
-                None => pool.start()?,
-            };
-            let outcome = match export {
-                None => Ok(None),
-                Some(Export::Fetch(mut params)) => pool
-                    .call(&mut instance, |bindings, store| {
-                        params.deadline_ms = store.data().time_left().as_millis() as u64;
-                        bindings.call_fetch_metrics(store, &params)
-                    })
-                    .map(Some),
-                Some(Export::Health) => pool
-                    .call(&mut instance, |bindings, store| {
-                        bindings.call_health_check(store)
-                    })
-                    .map(|()| None),
-            };
-            match outcome {
-                Err(Failure::Trapped(err)) => Err(err),
-                Err(Failure::Refused(err)) => {
-                    pool.idle().push(instance);
-                    Err(err)
-                }
-                Ok(value) => {
-                    pool.idle().push(instance);
-                    Ok(value)
-                }
-            }
-        });
-        match task.await {
-            Ok(outcome) => outcome,
-            Err(err) => Err(PluginError::Trap(format!("the host task failed: {err}"))),
         }
     }
 
-    /// Sets the store's epoch deadline and the call's wall-clock deadline.
+    /// Takes an instance (waiting for a permit), runs `export` in it, and puts the
+    /// instance back unless it trapped (or the caller stopped waiting).
+    async fn run(&self, export: Option<Export>) -> Result<Option<types::Metrics>, PluginError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| PluginError::Setup("the plugin pool is closed".into()))?;
+        let popped = self.idle().pop();
+        let mut instance = match popped {
+            Some(instance) => instance,
+            None => self.start().await?,
+        };
+        let outcome = match export {
+            None => Ok(None),
+            Some(Export::Fetch(params)) => self.fetch_in(&mut instance, params).await.map(Some),
+            Some(Export::Health) => {
+                self.arm(&mut instance.store, self.deadline);
+                let outcome = instance
+                    .bindings
+                    .call_health_check(&mut instance.store)
+                    .await;
+                self.classify(&instance.store, outcome).map(|()| None)
+            }
+        };
+        match outcome {
+            Err(Failure::Trapped(err)) => Err(err),
+            Err(Failure::Refused(err)) => {
+                self.idle().push(instance);
+                Err(err)
+            }
+            Ok(value) => {
+                self.idle().push(instance);
+                Ok(value)
+            }
+        }
+    }
+
+    /// `fetch-metrics`, told how long it has.
+    async fn fetch_in(
+        &self,
+        instance: &mut Instance,
+        mut params: types::QueryParams,
+    ) -> Result<types::Metrics, Failure> {
+        self.arm(&mut instance.store, self.deadline);
+        params.deadline_ms = instance.store.data().time_left().as_millis() as u64;
+        let outcome = instance
+            .bindings
+            .call_fetch_metrics(&mut instance.store, &params)
+            .await;
+        self.classify(&instance.store, outcome)
+    }
+
+    /// Starts a call that must end within `limit`: the wall-clock deadline the host's
+    /// functions and the epoch callback read, and the next epoch check.
     fn arm(&self, store: &mut Store<HostState>, limit: Duration) {
-        let ticks = limit.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64;
-        // One tick more: the current tick may be about to end.
-        store.set_epoch_deadline(ticks + 1);
         store.data_mut().begin(Instant::now() + limit);
+        store.set_epoch_deadline(1);
     }
 
     /// Instantiates and initializes a fresh instance.
-    fn start(&self) -> Result<Instance, PluginError> {
+    async fn start(&self) -> Result<Instance, PluginError> {
         let state = HostState::new(
             self.source.clone(),
             self.secrets.clone(),
@@ -216,17 +218,27 @@ impl Pool {
         );
         let mut store = Store::new(self.runtime.engine(), state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_trap();
+        // At every tick: past the call's deadline, interrupt (a timeout); before it, let
+        // the runtime run other tasks, then go on for one more tick.
+        store.epoch_deadline_callback(|store| {
+            Ok(if store.data().time_left().is_zero() {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
         self.arm(&mut store, self.deadline);
-        let bindings = match self.plugin.pre.instantiate(&mut store) {
+        let bindings = match self.plugin.pre.instantiate(&mut store).await {
             Ok(bindings) => bindings,
             Err(err) => return Err(self.trapped(&store, err)),
         };
         let mut instance = Instance { store, bindings };
-        let config = self.config.clone();
-        match self.call(&mut instance, |bindings, store| {
-            bindings.call_initialize(store, &config)
-        }) {
+        self.arm(&mut instance.store, self.deadline);
+        let outcome = instance
+            .bindings
+            .call_initialize(&mut instance.store, &self.config)
+            .await;
+        match self.classify(&instance.store, outcome) {
             Ok(()) => {
                 tracing::debug!(source = %self.source, "plugin instance initialized");
                 Ok(instance)
@@ -237,25 +249,20 @@ impl Pool {
         }
     }
 
-    /// Runs one export under the deadline and classifies what came back.
-    fn call<T>(
+    /// What one export's call came to.
+    fn classify<T>(
         &self,
-        instance: &mut Instance,
-        run: impl FnOnce(
-            &Bindings,
-            &mut Store<HostState>,
-        ) -> wasmtime::Result<Result<T, types::SourceError>>,
+        store: &Store<HostState>,
+        mut outcome: wasmtime::Result<Result<T, types::SourceError>>,
     ) -> Result<T, Failure> {
-        self.arm(&mut instance.store, self.deadline);
-        let mut outcome = run(&instance.bindings, &mut instance.store);
-        if instance.store.data().sleep_was_cut() {
+        if store.data().sleep_was_cut() {
             // It slept past its deadline: a timeout, as if the epoch had interrupted it.
             outcome = Err(Trap::Interrupt.into());
         }
         match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(reported)) => Err(Failure::Refused(self.reported(&instance.store, reported))),
-            Err(err) => Err(Failure::Trapped(self.trapped(&instance.store, err))),
+            Ok(Err(reported)) => Err(Failure::Refused(self.reported(store, reported))),
+            Err(err) => Err(Failure::Trapped(self.trapped(store, err))),
         }
     }
 

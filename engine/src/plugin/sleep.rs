@@ -1,10 +1,10 @@
 //! Sleeps that end at the call's deadline.
 //!
 //! A guest sleeps through WASI's monotonic clock (`std::thread::sleep`, Python's
-//! `time.sleep` and JavaScript's timers all subscribe to it and poll). The host blocks on
+//! `time.sleep` and JavaScript's timers all subscribe to it and poll). The host awaits
 //! that poll outside WebAssembly, where the epoch deadline cannot interrupt it, so a
-//! plugin sleeping for a minute would hold its instance (and a blocking thread) for a
-//! minute after its call had timed out. So the host shadows wasmtime-wasi's
+//! plugin sleeping for a minute would hold its instance for a minute after its call had
+//! timed out (until the whole request gave up on it). So the host shadows wasmtime-wasi's
 //! `subscribe-duration` and `subscribe-instant` with ones whose pollable is ready at the
 //! earlier of the requested time and just past the call's deadline. The call then ends
 //! as a timeout whatever the guest does next: once such a pollable fires at the deadline,

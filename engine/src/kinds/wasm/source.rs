@@ -119,8 +119,9 @@ impl DataSource for WasmSource {
 pub fn query_params(params: &QueryParams) -> types::QueryParams {
     types::QueryParams {
         days: params.days,
-        start_date: params.start_date.format("%Y-%m-%d").to_string(),
-        end_date: params.end_date.format("%Y-%m-%d").to_string(),
+        // NaiveDate's Display is YYYY-MM-DD, without strftime's per-call format parsing.
+        start_date: params.start_date.to_string(),
+        end_date: params.end_date.to_string(),
         filters: params
             .filters
             .iter()
@@ -129,9 +130,7 @@ pub fn query_params(params: &QueryParams) -> types::QueryParams {
                 value: match value {
                     FilterValue::Text(text) => types::FilterValue::Text(text.clone()),
                     FilterValue::Integer(number) => types::FilterValue::Integer(*number),
-                    FilterValue::Date(date) => {
-                        types::FilterValue::Date(date.format("%Y-%m-%d").to_string())
-                    }
+                    FilterValue::Date(date) => types::FilterValue::Date(date.to_string()),
                 },
             })
             .collect(),
@@ -151,8 +150,8 @@ pub fn to_source_data(
     let mut data = SourceData::default();
     let wanted = |dataset| datasets.contains(&dataset);
     if let Some(summary) = metrics.summary.filter(|_| wanted(Dataset::Summary)) {
-        let mut record = Record::new();
-        let at = "summary";
+        let mut record = Record::with_capacity(4 + summary.extra.len());
+        let at = At::SUMMARY;
         let fields = [
             ("total_users", summary.total_users),
             ("total_events", summary.total_events),
@@ -173,16 +172,13 @@ pub fn to_source_data(
         let mut seen = BTreeMap::new();
         let mut records = Vec::with_capacity(daily.len());
         for (index, day) in daily.into_iter().enumerate() {
-            let at = format!("daily[{index}]");
-            let date = NaiveDate::parse_from_str(&day.date, "%Y-%m-%d")
-                .ok()
-                .filter(|_| day.date.len() == 10)
-                .ok_or_else(|| {
-                    format!(
-                        "{at}.date is {}, not a date written YYYY-MM-DD",
-                        shorten(&day.date)
-                    )
-                })?;
+            let at = At::item("daily", index);
+            let date = plain_date(&day.date).ok_or_else(|| {
+                format!(
+                    "{at}.date is {}, not a date written YYYY-MM-DD",
+                    shorten(&day.date)
+                )
+            })?;
             if date < params.start_date || date > params.end_date {
                 return Err(format!(
                     "{at}.date {date} is outside the requested window {} to {}",
@@ -194,11 +190,11 @@ pub fn to_source_data(
                     "{at}.date {date} repeats daily[{first}]: one entry per day"
                 ));
             }
-            let mut record = Record::new();
+            let mut record = Record::with_capacity(3 + day.extra.len());
             record.insert("date".into(), Value::from(day.date));
-            record.insert("users".into(), count(&at, "users", day.users)?);
-            record.insert("events".into(), count(&at, "events", day.events)?);
-            extras(&at, Dataset::Daily, day.extra, &mut record)?;
+            record.insert("users".into(), count(at, "users", day.users)?);
+            record.insert("events".into(), count(at, "events", day.events)?);
+            extras(at, Dataset::Daily, day.extra, &mut record)?;
             records.push(record);
         }
         data.daily = Some(records);
@@ -207,12 +203,12 @@ pub fn to_source_data(
         let mut seen = BTreeSet::new();
         let mut records = Vec::with_capacity(features.len());
         for (index, feature) in features.into_iter().enumerate() {
-            let at = format!("features[{index}]");
-            label(&at, "feature", &feature.feature, &mut seen)?;
-            let mut record = Record::new();
+            let at = At::item("features", index);
+            label(at, "feature", &feature.feature, &mut seen)?;
+            let mut record = Record::with_capacity(2 + feature.extra.len());
             record.insert("feature".into(), Value::from(feature.feature));
-            record.insert("views".into(), count(&at, "views", feature.views)?);
-            extras(&at, Dataset::Features, feature.extra, &mut record)?;
+            record.insert("views".into(), count(at, "views", feature.views)?);
+            extras(at, Dataset::Features, feature.extra, &mut record)?;
             records.push(record);
         }
         data.features = Some(records);
@@ -221,17 +217,17 @@ pub fn to_source_data(
         let mut seen = BTreeSet::new();
         let mut records = Vec::with_capacity(clients.len());
         for (index, client) in clients.into_iter().enumerate() {
-            let at = format!("clients[{index}]");
-            label(&at, "client", &client.client, &mut seen)?;
-            let mut record = Record::new();
+            let at = At::item("clients", index);
+            label(at, "client", &client.client, &mut seen)?;
+            let mut record = Record::with_capacity(4 + client.extra.len());
             record.insert("client".into(), Value::from(client.client));
-            record.insert("events".into(), count(&at, "events", client.events)?);
-            record.insert("users".into(), count(&at, "users", client.users)?);
+            record.insert("events".into(), count(at, "events", client.events)?);
+            record.insert("users".into(), count(at, "users", client.users)?);
             record.insert(
                 "page_views".into(),
-                count(&at, "page_views", client.page_views)?,
+                count(at, "page_views", client.page_views)?,
             );
-            extras(&at, Dataset::Clients, client.extra, &mut record)?;
+            extras(at, Dataset::Clients, client.extra, &mut record)?;
             records.push(record);
         }
         data.clients = Some(records);
@@ -239,7 +235,53 @@ pub fn to_source_data(
     Ok(data)
 }
 
-fn count(at: &str, field: &str, value: i64) -> Result<Value, String> {
+/// A date written exactly `YYYY-MM-DD`, read without chrono's general parser (this runs
+/// for every daily record of every call).
+fn plain_date(text: &str) -> Option<NaiveDate> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| {
+        bytes[range].iter().try_fold(0u32, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    NaiveDate::from_ymd_opt(year, digits(5..7)?, digits(8..10)?)
+}
+
+/// Where in the answer a value is (`summary`, `daily[3]`), written out only for an error.
+#[derive(Clone, Copy)]
+struct At {
+    list: &'static str,
+    index: Option<usize>,
+}
+
+impl At {
+    const SUMMARY: At = At {
+        list: "summary",
+        index: None,
+    };
+
+    fn item(list: &'static str, index: usize) -> At {
+        At {
+            list,
+            index: Some(index),
+        }
+    }
+}
+
+impl std::fmt::Display for At {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.index {
+            Some(index) => write!(f, "{}[{index}]", self.list),
+            None => f.write_str(self.list),
+        }
+    }
+}
+
+fn count(at: At, field: &str, value: i64) -> Result<Value, String> {
     if value < 0 {
         return Err(format!(
             "{at}.{field} is {value}: counts cannot be negative"
@@ -248,7 +290,7 @@ fn count(at: &str, field: &str, value: i64) -> Result<Value, String> {
     Ok(Value::from(value))
 }
 
-fn label(at: &str, field: &str, value: &str, seen: &mut BTreeSet<String>) -> Result<(), String> {
+fn label(at: At, field: &str, value: &str, seen: &mut BTreeSet<String>) -> Result<(), String> {
     if value.trim().is_empty() {
         return Err(format!("{at}.{field} is empty: every entry needs a name"));
     }
@@ -262,7 +304,7 @@ fn label(at: &str, field: &str, value: &str, seen: &mut BTreeSet<String>) -> Res
 }
 
 fn extras(
-    at: &str,
+    at: At,
     dataset: Dataset,
     extra: Vec<types::ExtraField>,
     record: &mut Record,
@@ -451,5 +493,23 @@ mod tests {
             &|m| m.summary.as_mut().unwrap().extra[0].name = "total_users".into(),
             "summary.extra repeats the field total_users",
         );
+    }
+
+    #[test]
+    fn only_plain_dates_are_dates() {
+        assert_eq!(
+            plain_date("2026-03-01"),
+            NaiveDate::from_ymd_opt(2026, 3, 1)
+        );
+        for bad in [
+            "2026-3-01",
+            "2026/03/01",
+            "+026-03-01",
+            "2026-02-30",
+            "2026-03-01 ",
+            "２０２６-03-01",
+        ] {
+            assert_eq!(plain_date(bad), None, "{bad}");
+        }
     }
 }

@@ -127,16 +127,17 @@ impl HttpGate {
         self.max_requests
     }
 
-    /// `http.send`: sends one guest request from a blocking thread, within `deadline`.
-    pub(crate) fn send(
+    /// `http.send`: sends one guest request within `deadline`.
+    pub(crate) async fn send(
         self: &Arc<Self>,
-        runtime: &tokio::runtime::Handle,
         request: Request,
         deadline: Instant,
         tally: &Arc<CallTally>,
     ) -> Result<Response, HttpError> {
         let outbound = self.admit(request, tally)?;
-        runtime.block_on(self.clone().exchange(outbound, deadline, tally.clone()))
+        self.clone()
+            .exchange(outbound, deadline, tally.clone())
+            .await
     }
 
     /// The policy's verdict on `request`; a denial is logged and remembered for the call.
