@@ -18,26 +18,12 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use anyhow::ensure;
-use common::Verdict;
+use common::{mib, rss, Verdict};
 use metrics_hub::hub::HubSettings;
 use metrics_hub_tests::{plugin_component, sources_dir, TestHub};
 
 const NAME: &str = "wasm_memory";
 const NOISE: u64 = 4 * 1024 * 1024;
-
-fn rss() -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string("/proc/self/status")?;
-    let kb: u64 = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))?;
-    Ok(kb * 1024)
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
-}
 
 fn main() -> anyhow::Result<()> {
     let quick = common::quick();

@@ -60,6 +60,22 @@ pub fn ms(duration: Duration) -> String {
     format!("{:.3} ms", duration.as_secs_f64() * 1e3)
 }
 
+/// This process's resident set size (VmRSS), in bytes.
+pub fn rss() -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))?;
+    Ok(kb * 1024)
+}
+
+/// `bytes` in MiB.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
 /// A source file shipped in the repository's `sources.d/`.
 pub fn shipped_source(name: &str) -> anyhow::Result<String> {
     let path: PathBuf = repo_root().join("sources.d").join(name);
