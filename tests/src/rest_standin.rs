@@ -48,6 +48,16 @@ pub const CLIENT_SECRET: &str = "cs-3e8a1f6b09";
 pub const DAYS: u64 = 30;
 pub const CLIENTS: [&str; 5] = ["acme", "globex", "initech", "umbrella", "hooli"];
 pub const FEATURES: [&str; 4] = ["Home Dashboard", "Buybox", "Properties", "Importer"];
+/// The pages a raw event's `url` points at, and the feature the GA4 dashboard's `CASE`
+/// gives each (`None`: no feature; `Buybox - Deals` must win over its prefix `Buybox`).
+pub const PAGES: [(&str, Option<&str>); 6] = [
+    ("/", Some("Home Dashboard")),
+    ("/buybox/deals/812", Some("Buybox - Deals")),
+    ("/buybox", Some("Buybox")),
+    ("/properties/search", Some("Properties")),
+    ("/importer/upload", Some("Importer")),
+    ("/account/settings", None),
+];
 
 /// The first day of generated events.
 pub fn first_day() -> NaiveDate {
@@ -66,6 +76,12 @@ pub struct Event {
     pub client: &'static str,
     pub feature: &'static str,
     pub amount: i64,
+    /// `page_view` for four events in five, else `click`.
+    pub kind: &'static str,
+    /// The page it happened on: `https://{client}.8020rei.com{path}?ref=N`.
+    pub url: String,
+    /// The feature of that page, by [`PAGES`].
+    pub page_feature: Option<&'static str>,
 }
 
 /// Event `i` of a stand-in whose data starts at [`first_day`].
@@ -88,14 +104,19 @@ pub fn event_from(first: NaiveDate, i: u64) -> Event {
             .to_string(),
         _ => utc.format("%Y-%m-%d %H:%M:%S").to_string(),
     };
+    let client = CLIENTS[(i % 5) as usize];
+    let (path, page_feature) = PAGES[((i * 11) % 6) as usize];
     Event {
         id: i,
         day,
         created_at,
         contact: format!("c-{}", (i * 31) % 97),
-        client: CLIENTS[(i % 5) as usize],
+        client,
         feature: FEATURES[((i / 3) % 4) as usize],
         amount: ((i * 37) % 500) as i64,
+        kind: if i % 5 == 2 { "click" } else { "page_view" },
+        url: format!("https://{client}.8020rei.com{path}?ref={i}"),
+        page_feature,
     }
 }
 
@@ -123,6 +144,8 @@ fn event_json(event: &Event) -> Value {
         "client": event.client,
         "feature": event.feature,
         "amount": amount,
+        "type": event.kind,
+        "url": event.url,
     })
 }
 

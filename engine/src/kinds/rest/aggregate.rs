@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde_json::{Number, Value};
 
+use super::expr::ExprId;
 use super::json_path::JsonPath;
 use crate::mapping::{coerce_date, MappingError};
 use crate::model::{Dataset, Record};
@@ -16,8 +17,8 @@ use crate::model::{Dataset, Record};
 pub enum Measure {
     /// Records, or records where the field is present and not null.
     Count(Option<JsonPath>),
-    /// Distinct non-null values of the field.
-    CountDistinct(JsonPath),
+    /// Distinct non-null values of the field, exactly, keeping at most this many.
+    CountDistinct(JsonPath, u64),
     Sum(JsonPath),
     Min(JsonPath),
     Max(JsonPath),
@@ -32,13 +33,29 @@ pub struct GroupBy {
     pub by_day: bool,
 }
 
+/// One output column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub measure: Measure,
+    /// The column counts only the records this holds for (its `where:`).
+    pub keep: Option<ExprId>,
+}
+
 /// A validated `aggregate:` block.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Aggregate {
     /// `None` folds every record into one row (the `summary` dataset).
     pub group_by: Option<GroupBy>,
-    /// Output column -> measure, in declaration order.
-    pub fields: Vec<(String, Measure)>,
+    /// The output columns, in declaration order.
+    pub fields: Vec<Field>,
+}
+
+impl Aggregate {
+    /// Each column's `where:`, in column order.
+    pub fn wheres(&self) -> Vec<Option<ExprId>> {
+        self.fields.iter().map(|field| field.keep).collect()
+    }
 }
 
 #[derive(Debug)]
@@ -57,7 +74,7 @@ impl Accumulator {
     fn new(measure: &Measure) -> Accumulator {
         match measure {
             Measure::Count(_) => Accumulator::Count(0),
-            Measure::CountDistinct(_) => Accumulator::Distinct(HashSet::new()),
+            Measure::CountDistinct(..) => Accumulator::Distinct(HashSet::new()),
             Measure::Sum(_) => Accumulator::Sum {
                 integer: 0,
                 float: 0.0,
@@ -117,8 +134,19 @@ impl<'a> Aggregation<'a> {
         }
     }
 
-    /// Folds one raw record in.
+    /// Folds one raw record into every column.
     pub fn add(&mut self, record: &Value) -> Result<(), MappingError> {
+        self.add_counted(record, None)
+    }
+
+    /// Folds one raw record in, into the columns `counted` marks (all when `None`; the
+    /// record's group exists either way, so a day without page views still has a row).
+    pub fn add_counted(
+        &mut self,
+        record: &Value,
+        counted: Option<&[bool]>,
+    ) -> Result<(), MappingError> {
+        let counts = |index: usize| counted.is_none_or(|mask| mask.get(index) != Some(&false));
         let key = match &self.spec.group_by {
             None => String::new(),
             Some(group) => match group.field.get(record) {
@@ -144,8 +172,12 @@ impl<'a> Aggregation<'a> {
         // Check every value before touching the accumulators, so a failing record leaves
         // no partial trace (the error fails the dataset anyway, but keep it clean).
         let mut numbers = Vec::with_capacity(self.spec.fields.len());
-        for (_, measure) in &self.spec.fields {
-            numbers.push(match measure {
+        for (index, field) in self.spec.fields.iter().enumerate() {
+            if !counts(index) {
+                numbers.push(None);
+                continue;
+            }
+            numbers.push(match &field.measure {
                 Measure::Sum(path) | Measure::Min(path) | Measure::Max(path) => {
                     match path.get(record) {
                         None | Some(Value::Null) => None,
@@ -161,20 +193,27 @@ impl<'a> Aggregation<'a> {
         let accumulators = self.groups.entry(key).or_insert_with(|| {
             spec.fields
                 .iter()
-                .map(|(_, m)| Accumulator::new(m))
+                .map(|field| Accumulator::new(&field.measure))
                 .collect()
         });
-        for (((_, measure), accumulator), number) in
-            spec.fields.iter().zip(accumulators).zip(numbers)
+        for (index, ((field, accumulator), number)) in spec
+            .fields
+            .iter()
+            .zip(accumulators)
+            .zip(numbers)
+            .enumerate()
         {
-            match (measure, accumulator) {
+            if !counts(index) {
+                continue;
+            }
+            match (&field.measure, accumulator) {
                 (Measure::Count(None), Accumulator::Count(n)) => *n += 1,
                 (Measure::Count(Some(path)), Accumulator::Count(n)) => {
                     if !matches!(path.get(record), None | Some(Value::Null)) {
                         *n += 1;
                     }
                 }
-                (Measure::CountDistinct(path), Accumulator::Distinct(values)) => {
+                (Measure::CountDistinct(path, max), Accumulator::Distinct(values)) => {
                     match path.get(record) {
                         None | Some(Value::Null) => {}
                         Some(Value::String(text)) => {
@@ -185,6 +224,14 @@ impl<'a> Aggregation<'a> {
                         Some(other) => {
                             values.insert(other.to_string());
                         }
+                    }
+                    if values.len() as u64 > *max {
+                        return Err(MappingError {
+                            dataset: self.dataset,
+                            column: path.to_string(),
+                            value: format!("more than {max} distinct values"),
+                            expected: "at most max_distinct distinct values (raise `max_distinct` of this field, or ask for a shorter window)",
+                        });
                     }
                 }
                 (
@@ -234,7 +281,7 @@ impl<'a> Aggregation<'a> {
                 String::new(),
                 spec.fields
                     .iter()
-                    .map(|(_, m)| Accumulator::new(m))
+                    .map(|field| Accumulator::new(&field.measure))
                     .collect(),
             );
         }
@@ -253,8 +300,8 @@ impl<'a> Aggregation<'a> {
                 if let Some(group) = &self.spec.group_by {
                     row.insert(group.output.clone(), Value::from(key));
                 }
-                for ((name, _), accumulator) in self.spec.fields.iter().zip(accumulators) {
-                    row.insert(name.clone(), accumulator.value());
+                for (field, accumulator) in self.spec.fields.iter().zip(accumulators) {
+                    row.insert(field.name.clone(), accumulator.value());
                 }
                 row
             })
@@ -287,6 +334,17 @@ mod tests {
         JsonPath::parse(text).unwrap()
     }
 
+    fn fields(columns: Vec<(&str, Measure)>) -> Vec<Field> {
+        columns
+            .into_iter()
+            .map(|(name, measure)| Field {
+                name: name.into(),
+                measure,
+                keep: None,
+            })
+            .collect()
+    }
+
     fn daily() -> Aggregate {
         Aggregate {
             group_by: Some(GroupBy {
@@ -294,14 +352,14 @@ mod tests {
                 output: "date".into(),
                 by_day: true,
             }),
-            fields: vec![
-                ("events".into(), Measure::Count(None)),
-                ("users".into(), Measure::CountDistinct(path("contact.id"))),
-                ("revenue".into(), Measure::Sum(path("amount"))),
-                ("smallest".into(), Measure::Min(path("amount"))),
-                ("largest".into(), Measure::Max(path("amount"))),
-                ("with_amount".into(), Measure::Count(Some(path("amount")))),
-            ],
+            fields: fields(vec![
+                ("events", Measure::Count(None)),
+                ("users", Measure::CountDistinct(path("contact.id"), 10)),
+                ("revenue", Measure::Sum(path("amount"))),
+                ("smallest", Measure::Min(path("amount"))),
+                ("largest", Measure::Max(path("amount"))),
+                ("with_amount", Measure::Count(Some(path("amount")))),
+            ]),
         }
     }
 
@@ -337,10 +395,10 @@ mod tests {
     fn integer_sums_stay_integers_and_summaries_exist_without_records() {
         let spec = Aggregate {
             group_by: None,
-            fields: vec![
-                ("total_events".into(), Measure::Count(None)),
-                ("amount".into(), Measure::Sum(path("amount"))),
-            ],
+            fields: fields(vec![
+                ("total_events", Measure::Count(None)),
+                ("amount", Measure::Sum(path("amount"))),
+            ]),
         };
         let (rows, warning) = Aggregation::new(&spec, Dataset::Summary).finish();
         assert_eq!(
@@ -375,7 +433,7 @@ mod tests {
                 output: "client".into(),
                 by_day: false,
             }),
-            fields: vec![("events".into(), Measure::Count(None))],
+            fields: fields(vec![("events", Measure::Count(None))]),
         };
         let mut aggregation = Aggregation::new(&by_client, Dataset::Clients);
         aggregation.add(&json!({"client": "acme"})).unwrap();
@@ -383,5 +441,39 @@ mod tests {
         assert!(aggregation.add(&json!({"client": ["x"]})).is_err());
         let (rows, _) = aggregation.finish();
         assert_eq!(rows.len(), 2);
+    }
+
+    #[test]
+    fn a_column_counts_only_what_its_where_marks_and_distincts_are_bounded() {
+        let spec = Aggregate {
+            group_by: None,
+            fields: fields(vec![
+                ("total_events", Measure::Count(None)),
+                ("page_views", Measure::Count(None)),
+                ("total_users", Measure::CountDistinct(path("user"), 2)),
+            ]),
+        };
+        let mut aggregation = Aggregation::new(&spec, Dataset::Summary);
+        aggregation
+            .add_counted(&json!({"user": "a"}), Some(&[true, true, true]))
+            .unwrap();
+        aggregation
+            .add_counted(&json!({"user": "b"}), Some(&[true, false, true]))
+            .unwrap();
+        let err = aggregation
+            .add_counted(&json!({"user": "c"}), Some(&[true, false, true]))
+            .unwrap_err();
+        assert!(err.to_string().contains("max_distinct"), "{err}");
+        let mut aggregation = Aggregation::new(&spec, Dataset::Summary);
+        for (user, view) in [("a", true), ("b", false), ("a", false)] {
+            aggregation
+                .add_counted(&json!({ "user": user }), Some(&[true, view, true]))
+                .unwrap();
+        }
+        let (rows, _) = aggregation.finish();
+        assert_eq!(
+            Value::Object(rows[0].clone()),
+            json!({"total_events": 3, "page_views": 1, "total_users": 2})
+        );
     }
 }

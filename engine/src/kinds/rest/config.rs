@@ -7,19 +7,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use regex::Regex;
 use reqwest::header::{HeaderName, HeaderValue};
 use schemars::SchemaGenerator;
 use serde_json::Value;
 use url::Url;
 
-use super::aggregate::{Aggregate, GroupBy, Measure};
+use super::aggregate::{Aggregate, Field, GroupBy, Measure};
+use super::expr::{ExprId, Expressions};
 use super::json_path::JsonPath;
 use super::paging::{Pagination, Paging, ParamIn};
 use super::raw::{
-    AggregateConfig, AuthConfig, ClientAuth, ConnectionConfig, KeyLocation, Location, Method, Op,
-    PaginationConfig, QueryConfig,
+    AggregateConfig, AuthConfig, ClassifyConfig, ClientAuth, ConnectionConfig, KeyLocation,
+    Location, Method, Op, PaginationConfig, QueryConfig,
 };
 use super::template::{RequestParts, RequestTemplates};
+use super::transform::{Classify, Match, Otherwise, Transforms};
 use crate::config::raw::{Number, Size};
 use crate::config::Problems;
 use crate::kinds::{KindContext, KindSchema};
@@ -95,6 +98,8 @@ pub struct RestQuery {
     /// Where the records are in each answer.
     pub records: JsonPath,
     pub paging: Paging,
+    /// What happens to each record first (`compute`, `classify`, `where`).
+    pub transforms: Transforms,
     /// `None`: records already are rows of the dataset (the API aggregates).
     pub aggregate: Option<Aggregate>,
 }
@@ -125,6 +130,8 @@ pub struct RestSpec {
     pub connection: Arc<RestConnection>,
     pub queries: BTreeMap<Dataset, RestQuery>,
     pub templates: Arc<RequestTemplates>,
+    /// The record expressions of every query.
+    pub expressions: Arc<Expressions>,
 }
 
 fn path(problems: &mut Problems, pointer: &str, text: &str) -> JsonPath {
@@ -425,8 +432,9 @@ fn compile_aggregate(
     config: AggregateConfig,
     dataset: Dataset,
     pointer: &str,
-    problems: &mut Problems,
+    records: &mut RecordExprs<'_>,
 ) -> Aggregate {
+    let problems = &mut *records.problems;
     let group_by = match (config.group_by, dataset.key_field()) {
         (None, None) => None,
         (Some(_), None) => {
@@ -482,9 +490,17 @@ fn compile_aggregate(
             .field
             .as_deref()
             .map(|text| path(problems, &format!("{field_pointer}/field"), text));
+        if measure.max_distinct.is_some() && !matches!(measure.op, Op::CountDistinct) {
+            problems.add(
+                &format!("{field_pointer}/max_distinct"),
+                "max_distinct bounds count_distinct only: remove it",
+            );
+        }
+        let max_distinct = measure.max_distinct.unwrap_or(DEFAULT_MAX_DISTINCT);
+        let keep = measure.keep;
         let measure = match (measure.op, field) {
             (Op::Count, field) => Measure::Count(field),
-            (Op::CountDistinct, Some(field)) => Measure::CountDistinct(field),
+            (Op::CountDistinct, Some(field)) => Measure::CountDistinct(field, max_distinct),
             (Op::Sum, Some(field)) => Measure::Sum(field),
             (Op::Min, Some(field)) => Measure::Min(field),
             (Op::Max, Some(field)) => Measure::Max(field),
@@ -496,9 +512,123 @@ fn compile_aggregate(
                 continue;
             }
         };
-        fields.push((name, measure));
+        fields.push((name, measure, keep.map(|text| (field_pointer, text))));
     }
+    let fields = fields
+        .into_iter()
+        .map(|(name, measure, keep)| Field {
+            name,
+            measure,
+            keep: keep.and_then(|(at, text)| records.expression(&format!("{at}/where"), &text)),
+        })
+        .collect();
     Aggregate { group_by, fields }
+}
+
+/// The most distinct values a `count_distinct` keeps unless told otherwise.
+const DEFAULT_MAX_DISTINCT: u64 = 1_000_000;
+
+/// Compiles a source's record expressions, reporting problems at their pointers.
+struct RecordExprs<'a> {
+    exprs: &'a mut Expressions,
+    declared: &'a BTreeSet<String>,
+    problems: &'a mut Problems,
+}
+
+impl RecordExprs<'_> {
+    fn expression(&mut self, pointer: &str, text: &str) -> Option<ExprId> {
+        match self.exprs.add(text, self.declared) {
+            Ok(id) => Some(id),
+            Err(problem) => {
+                self.problems.add(pointer, problem);
+                None
+            }
+        }
+    }
+
+    /// `compute:`, `classify:` and `where:` of one query.
+    fn transforms(&mut self, pointer: &str, query: &QueryConfig) -> Transforms {
+        let mut compute = Vec::new();
+        for (name, text) in &query.compute {
+            let at = format!("{pointer}/compute/{name}");
+            self.field_name(&at, name);
+            match text.as_str() {
+                Some(text) => {
+                    compute.extend(self.expression(&at, text).map(|id| (name.clone(), id)))
+                }
+                None => self.problems.add(
+                    &at,
+                    "write the field as an expression in a string, e.g. \"record.url | url_host\"",
+                ),
+            }
+        }
+        let mut classify = Vec::new();
+        for (name, value) in &query.classify {
+            let at = format!("{pointer}/classify/{name}");
+            self.field_name(&at, name);
+            if let Some(config) = self.problems.parse::<ClassifyConfig>(&at, value) {
+                classify.extend(self.classify(&at, name, config));
+            }
+        }
+        let keep = query
+            .keep
+            .as_deref()
+            .and_then(|text| self.expression(&format!("{pointer}/where"), text));
+        Transforms {
+            compute,
+            classify,
+            keep,
+        }
+    }
+
+    fn field_name(&mut self, pointer: &str, name: &str) {
+        if !crate::config::names::FIELD_NAME.allows(name) {
+            self.problems.add(
+                pointer,
+                format!("`{name}` is not a field name: use letters, digits and _"),
+            );
+        }
+    }
+
+    fn classify(&mut self, pointer: &str, name: &str, config: ClassifyConfig) -> Option<Classify> {
+        let from = self.expression(&format!("{pointer}/from"), &config.from);
+        let mut rules = Vec::new();
+        for (index, rule) in config.rules.into_iter().enumerate() {
+            let at = format!("{pointer}/rules/{index}");
+            let test = match (rule.prefix, rule.contains, rule.equals, rule.regex) {
+                (Some(text), None, None, None) => Some(Match::Prefix(text)),
+                (None, Some(text), None, None) => Some(Match::Contains(text)),
+                (None, None, Some(text), None) => Some(Match::Equals(text)),
+                (None, None, None, Some(pattern)) => match Regex::new(&pattern) {
+                    Ok(regex) => Some(Match::Regex(regex)),
+                    Err(err) => {
+                        self.problems.add(
+                            &format!("{at}/regex"),
+                            format!("not a valid regular expression: {err}"),
+                        );
+                        None
+                    }
+                },
+                _ => {
+                    self.problems
+                        .add(&at, "give exactly one of prefix, contains, equals or regex");
+                    None
+                }
+            };
+            rules.extend(test.map(|test| (test, rule.value)));
+        }
+        let otherwise = match config.otherwise.as_deref() {
+            None => Otherwise::Null,
+            Some("drop") => Otherwise::Drop,
+            Some(value) => Otherwise::Value(value.to_owned()),
+        };
+        Some(Classify {
+            name: name.to_owned(),
+            from: from?,
+            rules,
+            otherwise,
+        })
+    }
 }
 
 /// Parses and checks the kind-specific parts, recording problems under their pointers.
@@ -519,18 +649,31 @@ pub fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Option<Res
         );
     }
     let mut templates = RequestTemplates::new();
+    let declared: BTreeSet<String> = context.filters.keys().cloned().collect();
+    let mut expressions = Expressions::new();
     let mut queries = BTreeMap::new();
     let mut compiled = BTreeSet::new();
     context.require_queries(problems);
     for (dataset, pointer, query) in context.typed_queries::<QueryConfig>(problems) {
+        let mut records = RecordExprs {
+            exprs: &mut expressions,
+            declared: &declared,
+            problems: &mut *problems,
+        };
+        let transforms = records.transforms(&pointer, &query);
         let (query, templates_compiled) =
-            compile_query(dataset, &pointer, query, &mut templates, problems);
+            compile_query(dataset, &pointer, query, &mut templates, &mut records);
         if templates_compiled {
             compiled.insert(dataset);
         }
-        queries.insert(dataset, query);
+        queries.insert(
+            dataset,
+            RestQuery {
+                transforms,
+                ..query
+            },
+        );
     }
-    let declared: BTreeSet<String> = context.filters.keys().cloned().collect();
     let samples = crate::kinds::sample_params(context.filters);
     // Trial renders only of what compiled: a syntax error is reported once, not again as
     // a failed render.
@@ -544,6 +687,7 @@ pub fn compile(context: &KindContext<'_>, problems: &mut Problems) -> Option<Res
         connection: Arc::new(connection),
         queries,
         templates: Arc::new(templates),
+        expressions: Arc::new(expressions),
     })
 }
 
@@ -678,8 +822,9 @@ fn compile_query(
     pointer: &str,
     query: QueryConfig,
     templates: &mut RequestTemplates,
-    problems: &mut Problems,
+    record_exprs: &mut RecordExprs<'_>,
 ) -> (RestQuery, bool) {
+    let problems = &mut *record_exprs.problems;
     let method = query.method.unwrap_or(Method::Get);
     if method == Method::Get && query.body.is_some() {
         problems.add(
@@ -710,9 +855,10 @@ fn compile_query(
             aggregate,
             dataset,
             &format!("{pointer}/aggregate"),
-            problems,
+            record_exprs,
         )
     });
+    let problems = &mut *record_exprs.problems;
     let parts = RequestParts {
         pointer,
         path: &query.path,
@@ -729,6 +875,7 @@ fn compile_query(
         method,
         records,
         paging,
+        transforms: Transforms::default(),
         aggregate,
     };
     (query, compiled)

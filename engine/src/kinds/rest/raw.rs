@@ -176,9 +176,68 @@ pub struct QueryConfig {
     /// How pages follow each other.
     #[serde(default)]
     pub pagination: Option<PaginationConfig>,
+    /// Fields added to each record, in order: name -> a minijinja expression over
+    /// `record` and the request parameters (days, start_date, end_date, filters.NAME),
+    /// e.g. client: "record.url | regex_capture('^https://([^.]+)\\.example\\.com')".
+    /// Filters: regex_capture(pattern, group=1), regex_match(pattern), url_host,
+    /// url_path, date (the UTC day, YYYY-MM-DD, of an ISO date or timestamp, YYYYMMDD,
+    /// or epoch seconds or milliseconds), lower, upper, trim, default, length, int,
+    /// float, replace, split, first, last, join, round, abs. A later field may read an
+    /// earlier one as record.NAME; group_by and aggregate fields read them like record
+    /// fields.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, String>", extend("propertyNames" = {"pattern": crate::config::names::FIELD_NAME.pattern}))]
+    pub compute: serde_json::Map<String, Value>,
+    /// Fields set by ordered rules over a text, after `compute:`: name -> { from:
+    /// expression, rules: [{prefix|contains|equals|regex: ..., value: ...}], otherwise:
+    /// drop | a default value }. The first matching rule wins, so list the longer
+    /// prefixes first.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, ClassifyConfig>", extend("propertyNames" = {"pattern": crate::config::names::FIELD_NAME.pattern}))]
+    pub classify: serde_json::Map<String, Value>,
+    /// Keeps only the records for which this expression is true (after `compute:` and
+    /// `classify:`), e.g. record.type == 'page_view'.
+    #[serde(default, rename = "where")]
+    #[schemars(length(min = 1))]
+    pub keep: Option<String>,
     /// How raw records become the dataset's rows.
     #[serde(default)]
     pub aggregate: Option<AggregateConfig>,
+}
+
+/// A field set by the first of ordered rules that matches a text.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "rest-classify")]
+pub struct ClassifyConfig {
+    /// The text the rules look at: an expression, e.g. record.url | url_path.
+    #[schemars(length(min = 1))]
+    pub from: String,
+    /// Tried in order; the first that matches gives the value.
+    #[schemars(length(min = 1))]
+    pub rules: Vec<RuleConfig>,
+    /// When no rule matches: `drop` leaves the record out of this dataset; any other
+    /// text is the value. Absent: the field is null (a record grouped by it is left out).
+    #[serde(default)]
+    pub otherwise: Option<String>,
+}
+
+/// One rule: exactly one of prefix, contains, equals or regex, and the value it gives.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(inline)]
+pub struct RuleConfig {
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub contains: Option<String>,
+    #[serde(default)]
+    pub equals: Option<String>,
+    /// A regular expression (Rust syntax) searched in the text; anchor it with ^ and $.
+    #[serde(default)]
+    pub regex: Option<String>,
+    /// The field's value when the rule matches.
+    pub value: String,
 }
 
 /// A query parameter's value: a template, a number or a boolean.
@@ -372,6 +431,18 @@ pub struct MeasureConfig {
     #[serde(default)]
     #[schemars(length(min = 1))]
     pub field: Option<String>,
+    /// Counts only the records for which this expression is true, in the same pass as
+    /// the other fields, e.g. page_views: { op: count, where: "record.type ==
+    /// 'page_view'" }.
+    #[serde(default, rename = "where")]
+    #[schemars(length(min = 1))]
+    pub keep: Option<String>,
+    /// count_distinct only: the most distinct values kept (default 1000000). The count
+    /// is exact up to it; past it the dataset fails with an error naming the field,
+    /// rather than answer a wrong number.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_distinct: Option<u64>,
 }
 
 /// An aggregate's operation.

@@ -1,8 +1,10 @@
 //! `kind: rest`: any JSON API declared in YAML. Per dataset, the request templates are
 //! rendered for the request, pages are fetched one after another (each with retries inside
 //! the source deadline), the records at the declared path are either kept as rows or folded
-//! into the declared aggregation as each page arrives, and the rows are mapped into the
-//! unified model. The datasets of one fetch run concurrently.
+//! into the declared aggregation as each page arrives (after the query's `compute:`,
+//! `classify:` and `where:`), and the rows are mapped into the unified model. Datasets
+//! whose requests render the same share one listing, fetched once and fed to each; the
+//! listings of one fetch run concurrently.
 
 use std::collections::BTreeMap;
 
@@ -11,21 +13,25 @@ use bytes::Bytes;
 use futures::future::try_join_all;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, CONTENT_TYPE, LINK};
 use reqwest::StatusCode;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use url::Url;
 
 use super::aggregate::Aggregation;
 use super::auth::TokenCache;
 use super::config::{Auth, RestQuery, RestSpec};
+use super::expr::{ExprId, Expressions};
 use super::http::{Deadline, Reply, Transport};
 use super::json_path::{kind_of, JsonPath};
 use super::paging::{Next, PageInfo, PageRequest, Pager, ParamIn};
 use super::raw::{KeyLocation, Method};
+use super::template::RenderedRequest;
+use super::transform::holding;
 use crate::kinds::SourceSpec;
 use crate::kinds::{DataSource, SourceError};
 use crate::mapping::{map_rows, FieldMapping};
 use crate::model::{Dataset, QueryParams, Record, SourceData};
 use crate::secret::{redact, Secret};
+use crate::template::request_context;
 
 /// Redirects followed within the base URL's origin, at most this many.
 const MAX_REDIRECTS: usize = 5;
@@ -45,6 +51,82 @@ pub struct RestSource {
 enum Sink<'a> {
     Rows(Vec<Record>),
     Aggregate(Aggregation<'a>),
+}
+
+/// One dataset's share of a listing: its query's record transforms and its rows so far.
+struct Feed<'a> {
+    dataset: Dataset,
+    query: &'a RestQuery,
+    exprs: &'a Expressions,
+    request: &'a minijinja::Value,
+    /// The aggregate columns' own `where:`s.
+    wheres: Vec<Option<ExprId>>,
+    sink: Sink<'a>,
+}
+
+impl<'a> Feed<'a> {
+    fn new(
+        dataset: Dataset,
+        query: &'a RestQuery,
+        exprs: &'a Expressions,
+        request: &'a minijinja::Value,
+    ) -> Feed<'a> {
+        let sink = match &query.aggregate {
+            Some(spec) => Sink::Aggregate(Aggregation::new(spec, dataset)),
+            None => Sink::Rows(Vec::new()),
+        };
+        Feed {
+            dataset,
+            query,
+            exprs,
+            request,
+            wheres: query
+                .aggregate
+                .as_ref()
+                .map(|a| a.wheres())
+                .unwrap_or_default(),
+            sink,
+        }
+    }
+
+    /// Transforms one record and keeps or folds it, unless its `where:` drops it.
+    fn take(
+        &mut self,
+        mut record: Map<String, Value>,
+        bad: &impl Fn(String) -> SourceError,
+    ) -> Result<(), SourceError> {
+        let dataset = self.dataset;
+        let failed = |err: String| bad(format!("`{dataset}`: {err}"));
+        let transforms = &self.query.transforms;
+        if !transforms
+            .apply(self.exprs, &mut record, self.request)
+            .map_err(failed)?
+        {
+            return Ok(());
+        }
+        match &mut self.sink {
+            Sink::Rows(rows) => rows.push(record),
+            Sink::Aggregate(aggregation) => {
+                let (record, counted) =
+                    holding(self.exprs, &self.wheres, record, self.request).map_err(failed)?;
+                aggregation.add_counted(&Value::Object(record), Some(&counted))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The rows, and the aggregation's warning.
+    fn finish(self) -> (Dataset, Vec<Record>, Vec<String>) {
+        match self.sink {
+            Sink::Rows(rows) => (self.dataset, rows, Vec::new()),
+            Sink::Aggregate(aggregation) => {
+                let (rows, warning) = aggregation.finish();
+                let dataset = self.dataset;
+                let warnings = warning.map(|w| format!("`{dataset}`: {w}"));
+                (dataset, rows, warnings.into_iter().collect())
+            }
+        }
+    }
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
@@ -286,46 +368,85 @@ impl RestSource {
         Ok(headers)
     }
 
-    async fn fetch_dataset(
+    /// The request of each dataset, rendered for `params`, with datasets whose requests
+    /// are the same (method, URL, headers, body, records path and pagination) grouped:
+    /// each group is one listing, fetched once and fed to all of them.
+    fn listings(
         &self,
-        dataset: Dataset,
         params: &QueryParams,
-        deadline: Deadline,
-    ) -> Result<(Vec<Record>, Vec<String>), SourceError> {
-        let query: &RestQuery =
-            self.spec
-                .queries
-                .get(&dataset)
-                .ok_or_else(|| SourceError::Template {
-                    dataset,
-                    message: "no query for this dataset".to_owned(),
-                })?;
-        let rendered =
-            self.spec
-                .templates
-                .render(dataset, params)
-                .map_err(|err| SourceError::Template {
+    ) -> Result<Vec<(Vec<Dataset>, RenderedRequest)>, SourceError> {
+        let mut listings: Vec<(Vec<Dataset>, RenderedRequest)> = Vec::new();
+        for &dataset in &self.spec.datasets {
+            let query = self.query(dataset)?;
+            let rendered = self.spec.templates.render(dataset, params).map_err(|err| {
+                SourceError::Template {
                     dataset,
                     message: self.clean(err.to_string()),
-                })?;
+                }
+            })?;
+            let same = listings.iter_mut().find(|(datasets, other)| {
+                let first = &self.spec.queries[&datasets[0]];
+                *other == rendered
+                    && first.method == query.method
+                    && first.records == query.records
+                    && first.paging == query.paging
+            });
+            match same {
+                Some((datasets, _)) => datasets.push(dataset),
+                None => listings.push((vec![dataset], rendered)),
+            }
+        }
+        Ok(listings)
+    }
+
+    fn query(&self, dataset: Dataset) -> Result<&RestQuery, SourceError> {
+        self.spec
+            .queries
+            .get(&dataset)
+            .ok_or_else(|| SourceError::Template {
+                dataset,
+                message: "no query for this dataset".to_owned(),
+            })
+    }
+
+    /// Fetches one listing page by page, feeding each page's records to the sink of
+    /// every dataset that reads it; their rows, mapped, and their warnings.
+    async fn fetch_listing(
+        &self,
+        datasets: &[Dataset],
+        rendered: &RenderedRequest,
+        params: &QueryParams,
+        deadline: Deadline,
+    ) -> Result<Vec<(Dataset, Vec<Record>, Vec<String>)>, SourceError> {
+        let query = self.query(datasets[0])?;
         let mut first = self.url_for(&rendered.path)?;
         if !rendered.query.is_empty() {
             first.query_pairs_mut().extend_pairs(&rendered.query);
         }
         let location = query.paging.pagination.location();
         let json_body = rendered.body.is_some() || location == ParamIn::Body;
-        let headers = self.headers(dataset, &rendered.headers, json_body)?;
+        let headers = self.headers(datasets[0], &rendered.headers, json_body)?;
+        let names: Vec<String> = datasets.iter().map(|d| d.to_string()).collect();
+        let names = names.join("`, `");
         let bad = |page: u32, message: String| {
-            SourceError::BadResponse(format!("`{dataset}` page {page}: {message}"))
+            SourceError::BadResponse(format!("`{names}` page {page}: {message}"))
         };
+        let request_values = request_context(params);
+        let mut feeds: Vec<Feed<'_>> = datasets
+            .iter()
+            .map(|&dataset| {
+                Feed::new(
+                    dataset,
+                    &self.spec.queries[&dataset],
+                    &self.spec.expressions,
+                    &request_values,
+                )
+            })
+            .collect();
 
         let mut pager = Pager::new(&query.paging);
         let mut request = pager.first();
         let mut current = first.clone();
-        let mut sink = match &query.aggregate {
-            Some(spec) => Sink::Aggregate(Aggregation::new(spec, dataset)),
-            None => Sink::Rows(Vec::new()),
-        };
         let mut warnings = Vec::new();
         loop {
             let page = pager.pages() + 1;
@@ -363,7 +484,7 @@ impl RestSource {
             let body = match &body {
                 Some(value) => Some(Bytes::from(serde_json::to_vec(value).map_err(|err| {
                     SourceError::Template {
-                        dataset,
+                        dataset: datasets[0],
                         message: format!("the body cannot be written: {err}"),
                     }
                 })?)),
@@ -412,27 +533,32 @@ impl RestSource {
                 .map_err(|message| bad(page, message))?;
             let records = query.records.take(&mut answer).unwrap_or(Value::Null);
             drop(answer);
-            sink_records(&mut sink, records, &query.records, |m| bad(page, m))?;
+            feed_records(&mut feeds, records, &query.records, |m| bad(page, m))?;
             match next {
                 Next::Fetch(following) => request = following,
                 Next::Done => break,
                 Next::Truncated(warning) => {
-                    warnings.push(format!("`{dataset}`: {warning}"));
+                    warnings.push(format!("`{names}`: {warning}"));
                     break;
                 }
             }
         }
-        let rows = match sink {
-            Sink::Rows(rows) => rows,
-            Sink::Aggregate(aggregation) => {
-                let (rows, warning) = aggregation.finish();
-                warnings.extend(warning.map(|w| format!("`{dataset}`: {w}")));
-                rows
-            }
-        };
-        let empty = BTreeMap::new();
-        let rows = map_rows(dataset, self.mappings.get(&dataset).unwrap_or(&empty), rows)?;
-        Ok((rows, warnings))
+        if datasets.len() > 1 {
+            tracing::debug!(
+                datasets = %names,
+                pages = pager.pages(),
+                "one listing fed several datasets"
+            );
+        }
+        let mut results = Vec::new();
+        for feed in feeds {
+            let (dataset, rows, mut own) = feed.finish();
+            own.extend(warnings.iter().cloned());
+            let empty = BTreeMap::new();
+            let rows = map_rows(dataset, self.mappings.get(&dataset).unwrap_or(&empty), rows)?;
+            results.push((dataset, rows, own));
+        }
+        Ok(results)
     }
 }
 
@@ -457,8 +583,9 @@ fn set_query(url: &mut Url, params: &[(String, Value)]) {
     }
 }
 
-fn sink_records(
-    sink: &mut Sink<'_>,
+/// Feeds a page's records (a list, or one object) to every dataset of the listing.
+fn feed_records(
+    feeds: &mut [Feed<'_>],
     records: Value,
     path: &JsonPath,
     bad: impl Fn(String) -> SourceError,
@@ -468,18 +595,22 @@ fn sink_records(
         single => vec![single],
     };
     for (index, record) in records.into_iter().enumerate() {
-        match (&mut *sink, record) {
-            (Sink::Rows(rows), Value::Object(map)) => rows.push(map),
-            (Sink::Aggregate(aggregation), record @ Value::Object(_)) => {
-                aggregation.add(&record)?
-            }
-            (_, other) => {
+        let map = match record {
+            Value::Object(map) => map,
+            other => {
                 return Err(bad(format!(
                     "record {index} of `{path}` is {}, not an object",
                     kind_of(&other)
                 )))
             }
+        };
+        let Some((last, others)) = feeds.split_last_mut() else {
+            return Ok(());
+        };
+        for feed in others {
+            feed.take(map.clone(), &bad)?;
         }
+        last.take(map, &bad)?;
     }
     Ok(())
 }
@@ -494,13 +625,14 @@ impl DataSource for RestSource {
 
     async fn fetch_metrics(&self, params: &QueryParams) -> Result<SourceData, SourceError> {
         let deadline = Deadline::after(self.timeout);
-        let results = try_join_all(self.spec.datasets.iter().map(|&dataset| async move {
-            let (rows, warnings) = self.fetch_dataset(dataset, params, deadline).await?;
-            Ok::<_, SourceError>((dataset, rows, warnings))
-        }))
-        .await?;
+        let listings = self.listings(params)?;
+        let results =
+            try_join_all(listings.iter().map(|(datasets, rendered)| {
+                self.fetch_listing(datasets, rendered, params, deadline)
+            }))
+            .await?;
         let mut data = SourceData::default();
-        for (dataset, rows, warnings) in results {
+        for (dataset, rows, warnings) in results.into_iter().flatten() {
             data.set(dataset, rows);
             data.warnings.extend(warnings);
         }

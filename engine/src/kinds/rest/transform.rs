@@ -1,0 +1,274 @@
+//! What happens to each raw record of a `kind: rest` query before it is aggregated (or
+//! kept as a row): `compute:` adds named fields from expressions, `classify:` adds a field
+//! from ordered rules (first match wins), and `where:` drops the records it does not hold
+//! for. They run in that order, so `where:` can read computed fields; a computed or
+//! classified name replaces a record field of the same name.
+
+use std::sync::Arc;
+
+use regex::Regex;
+use serde_json::{Map, Value};
+
+use super::expr::{ExprId, Expressions};
+
+/// How one rule of a classification matches the text.
+#[derive(Debug, Clone)]
+pub enum Match {
+    Prefix(String),
+    Contains(String),
+    Equals(String),
+    Regex(Regex),
+}
+
+impl PartialEq for Match {
+    fn eq(&self, other: &Match) -> bool {
+        match (self, other) {
+            (Match::Prefix(a), Match::Prefix(b))
+            | (Match::Contains(a), Match::Contains(b))
+            | (Match::Equals(a), Match::Equals(b)) => a == b,
+            (Match::Regex(a), Match::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+impl Match {
+    fn matches(&self, text: &str) -> bool {
+        match self {
+            Match::Prefix(prefix) => text.starts_with(prefix.as_str()),
+            Match::Contains(part) => text.contains(part.as_str()),
+            Match::Equals(whole) => text == whole,
+            Match::Regex(regex) => regex.is_match(text),
+        }
+    }
+}
+
+/// What a record that no rule matches gets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Otherwise {
+    /// The field is null (a record grouped by it is then left out, with a warning).
+    Null,
+    /// The record is dropped from this query.
+    Drop,
+    /// The field is this value.
+    Value(String),
+}
+
+/// One `classify:` field.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classify {
+    pub name: String,
+    /// The text the rules look at.
+    pub from: ExprId,
+    pub rules: Vec<(Match, String)>,
+    pub otherwise: Otherwise,
+}
+
+/// A query's record transforms.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Transforms {
+    pub compute: Vec<(String, ExprId)>,
+    pub classify: Vec<Classify>,
+    pub keep: Option<ExprId>,
+}
+
+impl Transforms {
+    /// Whether there is anything to do.
+    pub fn is_empty(&self) -> bool {
+        self.compute.is_empty() && self.classify.is_empty() && self.keep.is_none()
+    }
+
+    /// Transforms `record` in place; `false` when it is to be dropped. `request` holds
+    /// the request parameters the expressions may read.
+    pub fn apply(
+        &self,
+        exprs: &Expressions,
+        record: &mut Map<String, Value>,
+        request: &minijinja::Value,
+    ) -> Result<bool, String> {
+        if self.is_empty() {
+            return Ok(true);
+        }
+        let base = Arc::new(std::mem::take(record));
+        let outcome = self.derive(exprs, &base, request);
+        *record = Arc::try_unwrap(base).unwrap_or_else(|shared| (*shared).clone());
+        let (keep, added) = outcome?;
+        if keep {
+            record.extend(added);
+        }
+        Ok(keep)
+    }
+
+    /// The fields to add and whether the record stays, reading the record through a view
+    /// that converts only the fields an expression reads.
+    fn derive(
+        &self,
+        exprs: &Expressions,
+        base: &Arc<Map<String, Value>>,
+        request: &minijinja::Value,
+    ) -> Result<(bool, Vec<(String, Value)>), String> {
+        let mut added: Vec<(String, Value)> = Vec::new();
+        let context = |added: &[(String, Value)]| Expressions::context(base, added, request);
+        for (name, id) in &self.compute {
+            let value = exprs
+                .eval(*id, &context(&added))
+                .map_err(|err| failed(exprs, *id, name, err))?;
+            added.push((name.clone(), to_json(&value)));
+        }
+        for classify in &self.classify {
+            let text = exprs
+                .eval(classify.from, &context(&added))
+                .map_err(|err| failed(exprs, classify.from, &classify.name, err))?;
+            let value = match text.as_str().and_then(|text| first_match(classify, text)) {
+                Some(value) => Value::from(value),
+                None => match &classify.otherwise {
+                    Otherwise::Drop => return Ok((false, added)),
+                    Otherwise::Null => Value::Null,
+                    Otherwise::Value(value) => Value::from(value.as_str()),
+                },
+            };
+            added.push((classify.name.clone(), value));
+        }
+        let keep = match self.keep {
+            None => true,
+            Some(id) => exprs
+                .holds(id, &context(&added))
+                .map_err(|err| failed(exprs, id, "where", err))?,
+        };
+        Ok((keep, added))
+    }
+}
+
+/// For each of `wheres` (an aggregate's per-field conditions), whether it holds for
+/// `record`; a field without one always counts it.
+pub fn holding(
+    exprs: &Expressions,
+    wheres: &[Option<ExprId>],
+    record: Map<String, Value>,
+    request: &minijinja::Value,
+) -> Result<(Map<String, Value>, Vec<bool>), String> {
+    if wheres.iter().all(Option::is_none) {
+        return Ok((record, vec![true; wheres.len()]));
+    }
+    let base = Arc::new(record);
+    let context = Expressions::context(&base, &[], request);
+    let mask: Result<Vec<bool>, String> = wheres
+        .iter()
+        .map(|when| match when {
+            None => Ok(true),
+            Some(id) => exprs
+                .holds(*id, &context)
+                .map_err(|err| failed(exprs, *id, "where", err)),
+        })
+        .collect();
+    drop(context);
+    let record = Arc::try_unwrap(base).unwrap_or_else(|shared| (*shared).clone());
+    Ok((record, mask?))
+}
+
+fn first_match<'a>(classify: &'a Classify, text: &str) -> Option<&'a str> {
+    classify
+        .rules
+        .iter()
+        .find(|(test, _)| test.matches(text))
+        .map(|(_, value)| value.as_str())
+}
+
+fn failed(exprs: &Expressions, id: ExprId, what: &str, err: String) -> String {
+    format!("`{what}` ({}) failed: {err}", exprs.source(id))
+}
+
+/// An expression's value as JSON; undefined becomes null.
+pub fn to_json(value: &minijinja::Value) -> Value {
+    if value.is_undefined() {
+        return Value::Null;
+    }
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn record(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!(),
+        }
+    }
+
+    fn features(exprs: &mut Expressions, otherwise: Otherwise) -> Transforms {
+        let none = BTreeSet::new();
+        Transforms {
+            compute: vec![(
+                "client".into(),
+                exprs
+                    .add(r"record.url | regex_capture('^https://([^.]+)\\.')", &none)
+                    .unwrap(),
+            )],
+            classify: vec![Classify {
+                name: "feature".into(),
+                from: exprs.add("record.url | url_path", &none).unwrap(),
+                rules: vec![
+                    (
+                        Match::Prefix("/buybox/deals".into()),
+                        "Buybox - Deals".into(),
+                    ),
+                    (Match::Prefix("/buybox".into()), "Buybox".into()),
+                    (
+                        Match::Regex(Regex::new("^/deal/[0-9]+$").unwrap()),
+                        "Deal".into(),
+                    ),
+                ],
+                otherwise,
+            }],
+            keep: Some(exprs.add("record.client != 'staging'", &none).unwrap()),
+        }
+    }
+
+    fn run(transforms: &Transforms, exprs: &Expressions, url: &str) -> Option<Map<String, Value>> {
+        let mut rec = record(json!({ "url": url }));
+        let request = minijinja::Value::from(());
+        transforms
+            .apply(exprs, &mut rec, &request)
+            .unwrap()
+            .then_some(rec)
+    }
+
+    #[test]
+    fn the_first_matching_rule_wins_and_computed_fields_feed_the_rest() {
+        let mut exprs = Expressions::new();
+        let transforms = features(&mut exprs, Otherwise::Drop);
+        let deals = run(&transforms, &exprs, "https://acme.x.com/buybox/deals?id=1").unwrap();
+        assert_eq!(deals["feature"], "Buybox - Deals");
+        assert_eq!(deals["client"], "acme");
+        let buybox = run(&transforms, &exprs, "https://acme.x.com/buybox/list").unwrap();
+        assert_eq!(buybox["feature"], "Buybox");
+        assert_eq!(
+            run(&transforms, &exprs, "https://b.x.com/deal/42").unwrap()["feature"],
+            "Deal"
+        );
+        // No rule: dropped; `where:` on a computed field: dropped.
+        assert!(run(&transforms, &exprs, "https://acme.x.com/settings").is_none());
+        assert!(run(&transforms, &exprs, "https://staging.x.com/buybox").is_none());
+    }
+
+    #[test]
+    fn unmatched_records_get_the_default_or_null() {
+        let mut exprs = Expressions::new();
+        let other = features(&mut exprs, Otherwise::Value("Other".into()));
+        assert_eq!(
+            run(&other, &exprs, "https://a.x.com/settings").unwrap()["feature"],
+            "Other"
+        );
+        let null = features(&mut exprs, Otherwise::Null);
+        assert_eq!(
+            run(&null, &exprs, "https://a.x.com/settings").unwrap()["feature"],
+            Value::Null
+        );
+    }
+}
