@@ -113,7 +113,7 @@ fn it_never_overwrites_and_writes_nothing_when_it_refuses() {
     let work = tempfile::tempdir().unwrap();
     let (plugins, sources) = (work.path().join("plugins"), work.path().join("sources.d"));
     for lang in LANGS {
-        let name = format!("api-{}", format!("{lang:?}").to_lowercase());
+        let name = format!("{}-api", format!("{lang:?}").to_lowercase());
         let written = scaffold::write(&request(&name, lang, &plugins, &sources)).unwrap();
         assert!(written.files.iter().all(|file| file.is_file()));
         let before = std::fs::read_to_string(&written.files[0]).unwrap();

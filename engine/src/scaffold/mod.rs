@@ -51,7 +51,7 @@ pub struct Written {
 /// Why nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
-    #[error("`{0}` is not a plugin name: use lowercase letters, digits and dashes, starting with a letter (at most 40), e.g. my-api")]
+    #[error("`{0}` is not a plugin name: use lowercase letters, digits and dashes, starting with a letter (at most 40, not a name cargo reserves, not ending in -py or -js), e.g. my-api")]
     Name(String),
     #[error("{} already exists; nothing was written (pick another name or move it away)", .0.display())]
     Exists(PathBuf),
@@ -120,12 +120,32 @@ fn layout(name: &str, lang: Lang) -> Layout {
     }
 }
 
+/// Crate names cargo refuses or this workspace uses for something else.
+const RESERVED: &[&str] = &[
+    "test",
+    "std",
+    "core",
+    "alloc",
+    "proc-macro",
+    "self",
+    "crate",
+    "super",
+    "target",
+    "python",
+    "js",
+    "guest-support",
+    "guest-dates",
+];
+
 /// Checks a plugin name.
 pub fn check_name(name: &str) -> Result<(), ScaffoldError> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase());
     let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if first_ok && rest_ok && name.len() <= 40 && !name.ends_with('-') {
+    // Names cargo or the workspace reserve, and suffixes whose components would collide
+    // with another language's (`foo-py` in Rust and `foo` in Python are both foo_py.wasm).
+    let reserved = RESERVED.contains(&name) || name.ends_with("-py") || name.ends_with("-js");
+    if first_ok && rest_ok && name.len() <= 40 && !name.ends_with('-') && !reserved {
         Ok(())
     } else {
         Err(ScaffoldError::Name(name.to_owned()))
@@ -291,6 +311,9 @@ mod tests {
             "a b",
             "../x",
             &"a".repeat(41),
+            "test",
+            "target",
+            "api-py",
         ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }

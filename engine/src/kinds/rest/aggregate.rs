@@ -17,7 +17,8 @@ use crate::model::{Dataset, Record};
 pub enum Measure {
     /// Records, or records where the field is present and not null.
     Count(Option<JsonPath>),
-    /// Distinct non-null values of the field, exactly, keeping at most this many.
+    /// Distinct non-null values of the field, exactly, keeping at most this many per
+    /// group (per row).
     CountDistinct(JsonPath, u64),
     Sum(JsonPath),
     Min(JsonPath),
@@ -228,7 +229,7 @@ impl<'a> Aggregation<'a> {
                     if values.len() as u64 > *max {
                         return Err(MappingError {
                             dataset: self.dataset,
-                            column: path.to_string(),
+                            column: format!("{} (count_distinct of {path})", field.name),
                             value: format!("more than {max} distinct values"),
                             expected: "at most max_distinct distinct values (raise `max_distinct` of this field, or ask for a shorter window)",
                         });

@@ -161,8 +161,33 @@ impl Expressions {
         self.eval(id, context).map(|value| value.is_true())
     }
 
+    /// The request parameters as expressions read them: `days`, `start_date` and
+    /// `end_date` (`YYYY-MM-DD` strings, so they compare with `record.x | date`) and
+    /// `filters.NAME` (dates as the same strings).
+    pub fn request(params: &crate::model::QueryParams) -> Value {
+        use crate::model::FilterValue;
+        let filters: std::collections::BTreeMap<&str, Value> = params
+            .filters
+            .iter()
+            .map(|(name, value)| {
+                let value = match value {
+                    FilterValue::Text(text) => Value::from(text.as_str()),
+                    FilterValue::Integer(number) => Value::from(*number),
+                    FilterValue::Date(date) => Value::from(date.to_string()),
+                };
+                (name.as_str(), value)
+            })
+            .collect();
+        minijinja::context! {
+            days => params.days,
+            start_date => params.start_date.to_string(),
+            end_date => params.end_date.to_string(),
+            filters => filters,
+        }
+    }
+
     /// What an expression sees: `record` (its fields, with `added` in front) and the
-    /// request's parameters in `request`.
+    /// request's parameters in `request` (from [`Expressions::request`]).
     pub fn context(
         record: &Arc<serde_json::Map<String, serde_json::Value>>,
         added: &[(String, serde_json::Value)],
@@ -272,7 +297,9 @@ fn unknown_filters(source: &str) -> Vec<String> {
 fn words(source: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut chars = source.chars().peekable();
+    let mut after_dot = false;
     while let Some(c) = chars.next() {
+        let dot = c == '.';
         if c == '\'' || c == '"' {
             let mut text = String::new();
             while let Some(next) = chars.next() {
@@ -298,9 +325,17 @@ fn words(source: &str) -> Vec<String> {
                     break;
                 }
             }
-            words.push(word);
+            // An attribute (`record.is`) is a name in the record, never a filter or test.
+            if after_dot {
+                words.push(".".to_owned());
+            } else {
+                words.push(word);
+            }
         } else if c == '|' || c == '(' {
             words.push(c.to_string());
+        }
+        if !c.is_whitespace() {
+            after_dot = dot;
         }
     }
     words
@@ -474,7 +509,7 @@ pub fn day(value: &Value) -> Option<NaiveDate> {
 }
 
 fn epoch_day(number: i64) -> Option<NaiveDate> {
-    let seconds = if number.abs() >= 100_000_000_000 {
+    let seconds = if number.unsigned_abs() >= 100_000_000_000 {
         number.div_euclid(1000)
     } else {
         number
@@ -592,5 +627,35 @@ mod tests {
         assert_eq!(exprs.eval(short, &context).unwrap(), Value::from(1_000));
         let err = exprs.eval(long, &context).unwrap_err();
         assert!(err.contains("fuel"), "{err}");
+    }
+
+    #[test]
+    fn request_dates_compare_with_record_dates_and_attributes_are_not_filters() {
+        let params = crate::model::QueryParams::between(
+            NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            NaiveDate::from_ymd_opt(2026, 3, 31).unwrap(),
+        );
+        let mut exprs = Expressions::new();
+        let id = exprs
+            .add(
+                "(record.at | date) >= start_date and (record.at | date) <= end_date",
+                &BTreeSet::new(),
+            )
+            .unwrap();
+        let request = Expressions::request(&params);
+        let holds = |at: &str| {
+            let serde_json::Value::Object(record) = json!({ "at": at }) else {
+                unreachable!()
+            };
+            exprs
+                .holds(id, &Expressions::context(&Arc::new(record), &[], &request))
+                .unwrap()
+        };
+        assert!(holds("2026-03-15T10:00:00Z"));
+        assert!(!holds("2026-04-01T00:00:00Z"));
+        assert!(Expressions::new()
+            .add("record.is == 'x' and record.not is none", &BTreeSet::new())
+            .is_ok());
+        assert_eq!(day(&Value::from(i64::MIN)), None);
     }
 }

@@ -437,9 +437,10 @@ pub struct MeasureConfig {
     #[serde(default, rename = "where")]
     #[schemars(length(min = 1))]
     pub keep: Option<String>,
-    /// count_distinct only: the most distinct values kept (default 1000000). The count
-    /// is exact up to it; past it the dataset fails with an error naming the field,
-    /// rather than answer a wrong number.
+    /// count_distinct only: the most distinct values kept per row (default 1000000;
+    /// memory is about this times the value size, per group). The count is exact up to
+    /// it; past it the dataset fails with an error naming the column, rather than answer
+    /// a wrong number.
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub max_distinct: Option<u64>,

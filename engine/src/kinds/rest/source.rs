@@ -31,7 +31,6 @@ use crate::kinds::{DataSource, SourceError};
 use crate::mapping::{map_rows, FieldMapping};
 use crate::model::{Dataset, QueryParams, Record, SourceData};
 use crate::secret::{redact, Secret};
-use crate::template::request_context;
 
 /// Redirects followed within the base URL's origin, at most this many.
 const MAX_REDIRECTS: usize = 5;
@@ -431,7 +430,7 @@ impl RestSource {
         let bad = |page: u32, message: String| {
             SourceError::BadResponse(format!("`{names}` page {page}: {message}"))
         };
-        let request_values = request_context(params);
+        let request_values = Expressions::request(params);
         let mut feeds: Vec<Feed<'_>> = datasets
             .iter()
             .map(|&dataset| {
@@ -447,7 +446,7 @@ impl RestSource {
         let mut pager = Pager::new(&query.paging);
         let mut request = pager.first();
         let mut current = first.clone();
-        let mut warnings = Vec::new();
+        let mut truncated = None;
         loop {
             let page = pager.pages() + 1;
             let (url, body) = match request {
@@ -538,7 +537,7 @@ impl RestSource {
                 Next::Fetch(following) => request = following,
                 Next::Done => break,
                 Next::Truncated(warning) => {
-                    warnings.push(format!("`{names}`: {warning}"));
+                    truncated = Some(warning);
                     break;
                 }
             }
@@ -553,7 +552,7 @@ impl RestSource {
         let mut results = Vec::new();
         for feed in feeds {
             let (dataset, rows, mut own) = feed.finish();
-            own.extend(warnings.iter().cloned());
+            own.extend(truncated.iter().map(|w| format!("`{dataset}`: {w}")));
             let empty = BTreeMap::new();
             let rows = map_rows(dataset, self.mappings.get(&dataset).unwrap_or(&empty), rows)?;
             results.push((dataset, rows, own));

@@ -1,5 +1,6 @@
 //! The outbound HTTP capability granted to plugins: one gate per source, used by both
-//! HTTP paths a guest may take (the contract's blocking `http.send`, and
+//! HTTP paths a guest may take (the contract's `http.send`, a call that returns the whole
+//! response, and
 //! `wasi:http/outgoing-handler`, which Python's and JavaScript's HTTP clients use).
 //!
 //! The rules, each checked by the host on the request it really sends ([`policy`]):

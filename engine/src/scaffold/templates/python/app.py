@@ -55,8 +55,12 @@ class WitWorld(wit_world.WitWorld):
         page = 1
         while page is not None:
             body = get(settings, params.start_date, params.end_date, page)
-            add_page(totals, body)
-            page = next_page(body)
+            try:
+                add_page(totals, body)
+                page = next_page(body)
+            except (ValueError, KeyError, TypeError) as err:
+                # Any other exception would trap the instance: say what was wrong instead.
+                raise Err(SourceError_Upstream(f"page {page} is not what the plugin expects: {err!r}"))
         daily = [DailyMetric(date=d, users=u, events=e, extra=[]) for d, u, e in totals["days"]]
         summary = Summary(
             total_users=totals["users"],
