@@ -70,7 +70,7 @@ async fn hub(
 }
 
 #[tokio::test]
-async fn python_and_javascript_plugins_page_through_the_api() {
+async fn plugins_in_every_language_page_through_the_api() {
     let api = TallyStandIn::start().await.unwrap();
     let (hub, _dir, _data) = hub(api.url(), api.url(), tally_standin::API_KEY).await;
     let today = Utc::now().date_naive();
