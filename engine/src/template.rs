@@ -100,6 +100,12 @@ fn date_value(date: NaiveDate) -> Value {
 /// What every query template sees of a request: `days`, `start_date`, `end_date` (dates)
 /// and `filters.NAME`.
 pub(crate) fn request_context(params: &QueryParams) -> Value {
+    request_values(params, date_value)
+}
+
+/// A request's parameters as template values, each date (the window's and date filters)
+/// written by `date`.
+pub(crate) fn request_values(params: &QueryParams, date: fn(NaiveDate) -> Value) -> Value {
     let filters: BTreeMap<&str, Value> = params
         .filters
         .iter()
@@ -107,15 +113,15 @@ pub(crate) fn request_context(params: &QueryParams) -> Value {
             let value = match value {
                 FilterValue::Text(text) => Value::from(text.as_str()),
                 FilterValue::Integer(number) => Value::from(*number),
-                FilterValue::Date(date) => date_value(*date),
+                FilterValue::Date(day) => date(*day),
             };
             (name.as_str(), value)
         })
         .collect();
     minijinja::context! {
         days => params.days,
-        start_date => date_value(params.start_date),
-        end_date => date_value(params.end_date),
+        start_date => date(params.start_date),
+        end_date => date(params.end_date),
         filters => filters,
     }
 }

@@ -186,6 +186,7 @@ pub fn render(request: &Request) -> Result<(Vec<(PathBuf, String)>, String), Sca
 /// files already exists.
 pub fn write(request: &Request) -> Result<Written, ScaffoldError> {
     let (files, source) = render(request)?;
+    let layout = layout(&request.name, request.lang);
     let mut targets: Vec<(PathBuf, String)> = files
         .into_iter()
         .map(|(path, text)| (request.plugins.join(path), text))
@@ -194,9 +195,7 @@ pub fn write(request: &Request) -> Result<Written, ScaffoldError> {
         request.sources.join(format!("{}.yaml", request.name)),
         source,
     ));
-    let plugin_dir = request
-        .plugins
-        .join(layout(&request.name, request.lang).dir);
+    let plugin_dir = request.plugins.join(&layout.dir);
     if plugin_dir.exists() {
         return Err(ScaffoldError::Exists(plugin_dir));
     }
@@ -213,7 +212,6 @@ pub fn write(request: &Request) -> Result<Written, ScaffoldError> {
         }
         std::fs::write(path, text).map_err(io)?;
     }
-    let layout = layout(&request.name, request.lang);
     Ok(Written {
         files: targets.into_iter().map(|(path, _)| path).collect(),
         component: request.plugins.join(COMPONENTS).join(layout.component),

@@ -16,12 +16,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use chrono::{DateTime, NaiveDate};
 use minijinja::value::{Enumerator, Object, ObjectRepr, ValueKind};
 use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
 use regex::Regex;
 
-use crate::template::unknown_variable;
+use crate::mapping::coerce_date;
+use crate::template::{request_values, unknown_variable};
 
 /// Instructions one evaluation may run.
 const FUEL: u64 = 20_000;
@@ -82,12 +83,6 @@ impl std::fmt::Debug for Expressions {
         f.debug_struct("Expressions")
             .field("sources", &self.sources)
             .finish_non_exhaustive()
-    }
-}
-
-impl PartialEq for Expressions {
-    fn eq(&self, other: &Expressions) -> bool {
-        self.sources == other.sources
     }
 }
 
@@ -165,25 +160,7 @@ impl Expressions {
     /// `end_date` (`YYYY-MM-DD` strings, so they compare with `record.x | date`) and
     /// `filters.NAME` (dates as the same strings).
     pub fn request(params: &crate::model::QueryParams) -> Value {
-        use crate::model::FilterValue;
-        let filters: std::collections::BTreeMap<&str, Value> = params
-            .filters
-            .iter()
-            .map(|(name, value)| {
-                let value = match value {
-                    FilterValue::Text(text) => Value::from(text.as_str()),
-                    FilterValue::Integer(number) => Value::from(*number),
-                    FilterValue::Date(date) => Value::from(date.to_string()),
-                };
-                (name.as_str(), value)
-            })
-            .collect();
-        minijinja::context! {
-            days => params.days,
-            start_date => params.start_date.to_string(),
-            end_date => params.end_date.to_string(),
-            filters => filters,
-        }
+        request_values(params, |date| Value::from(date.to_string()))
     }
 
     /// What an expression sees: `record` (its fields, with `added` in front) and the
@@ -487,22 +464,12 @@ pub fn day(value: &Value) -> Option<NaiveDate> {
         ),
         ValueKind::String => {
             let text = value.as_str()?.trim();
-            if text.len() == 8 && text.bytes().all(|b| b.is_ascii_digit()) {
-                return NaiveDate::parse_from_str(text, "%Y%m%d").ok();
-            }
-            if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+            if digits && text.len() != 8 {
                 return epoch_day(text.parse().ok()?);
             }
-            if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-                return Some(date);
-            }
-            if let Ok(stamp) = DateTime::parse_from_rfc3339(text) {
-                return Some(stamp.naive_utc().date());
-            }
-            ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
-                .iter()
-                .find_map(|format| NaiveDateTime::parse_from_str(text, format).ok())
-                .map(|stamp| stamp.date())
+            // Dates, timestamps and YYYYMMDD, as mapping reads them everywhere else.
+            coerce_date(&serde_json::Value::from(text))
         }
         _ => None,
     }

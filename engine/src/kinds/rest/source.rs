@@ -108,7 +108,7 @@ impl<'a> Feed<'a> {
             Sink::Aggregate(aggregation) => {
                 let (record, counted) =
                     holding(self.exprs, &self.wheres, record, self.request).map_err(failed)?;
-                aggregation.add_counted(&Value::Object(record), Some(&counted))?;
+                aggregation.add_counted(&Value::Object(record), counted.as_deref())?;
             }
         }
         Ok(())

@@ -10,6 +10,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::expr::{ExprId, Expressions};
+use crate::model::Record;
 
 /// How one rule of a classification matches the text.
 #[derive(Debug, Clone)]
@@ -89,9 +90,10 @@ impl Transforms {
         if self.is_empty() {
             return Ok(true);
         }
-        let base = Arc::new(std::mem::take(record));
-        let outcome = self.derive(exprs, &base, request);
-        *record = Arc::try_unwrap(base).unwrap_or_else(|shared| (*shared).clone());
+        let (taken, outcome) = shared(std::mem::take(record), |base| {
+            self.derive(exprs, base, request)
+        });
+        *record = taken;
         let (keep, added) = outcome?;
         if keep {
             record.extend(added);
@@ -140,30 +142,38 @@ impl Transforms {
 }
 
 /// For each of `wheres` (an aggregate's per-field conditions), whether it holds for
-/// `record`; a field without one always counts it.
+/// `record`; a field without one always counts it. `None` when no field has one.
 pub fn holding(
     exprs: &Expressions,
     wheres: &[Option<ExprId>],
-    record: Map<String, Value>,
+    record: Record,
     request: &minijinja::Value,
-) -> Result<(Map<String, Value>, Vec<bool>), String> {
+) -> Result<(Record, Option<Vec<bool>>), String> {
     if wheres.iter().all(Option::is_none) {
-        return Ok((record, vec![true; wheres.len()]));
+        return Ok((record, None));
     }
+    let (record, mask) = shared(record, |base| {
+        let context = Expressions::context(base, &[], request);
+        wheres
+            .iter()
+            .map(|when| match when {
+                None => Ok(true),
+                Some(id) => exprs
+                    .holds(*id, &context)
+                    .map_err(|err| failed(exprs, *id, "where", err)),
+            })
+            .collect::<Result<Vec<bool>, String>>()
+    });
+    Ok((record, Some(mask?)))
+}
+
+/// Runs `read` over `record` shared the way expressions read it, then takes the record
+/// back (copied only if a value `read` returned still holds it).
+fn shared<R>(record: Record, read: impl FnOnce(&Arc<Record>) -> R) -> (Record, R) {
     let base = Arc::new(record);
-    let context = Expressions::context(&base, &[], request);
-    let mask: Result<Vec<bool>, String> = wheres
-        .iter()
-        .map(|when| match when {
-            None => Ok(true),
-            Some(id) => exprs
-                .holds(*id, &context)
-                .map_err(|err| failed(exprs, *id, "where", err)),
-        })
-        .collect();
-    drop(context);
+    let result = read(&base);
     let record = Arc::try_unwrap(base).unwrap_or_else(|shared| (*shared).clone());
-    Ok((record, mask?))
+    (record, result)
 }
 
 fn first_match<'a>(classify: &'a Classify, text: &str) -> Option<&'a str> {
