@@ -1,4 +1,4 @@
-//! `kind: rest` performance: paging memory and throughput, and fan-out latency.
+//! `kind: rest` performance: paging memory and throughput, record transforms, fan-out latency.
 //!
 //! 1. Paging: one REST source pages through N generated events, 1,000 per page, from a
 //!    stand-in running in a process of its own (this binary re-run with
@@ -8,7 +8,14 @@
 //!    memory is not in it). Run for N and 10 x N.
 //!    Targets: >= 100,000 records/s at 100,000 records; the peak at 10 x N below twice the
 //!    peak at N (memory follows the page size, not the total).
-//! 2. Fan-out: ten REST sources, each answering after 100 ms, behind one hub; caches are
+//! 2. Transforms: the same listing of 10 x N events feeding all four datasets through
+//!    `compute:`, `classify:`, `where:` and per-field `where:` (the client from the URL's
+//!    subdomain, the feature from its path, page views by type), against the plain daily
+//!    aggregation of step 1, both measured in this run. Reported: records per second and
+//!    peak heap of each. Targets: the transformed listing at least half as fast as the
+//!    plain one (the expressions cost, but not more than the paging itself), and its peak
+//!    heap at 10 x N below twice its peak at N (still bounded by the page size).
+//! 3. Fan-out: ten REST sources, each answering after 100 ms, behind one hub; caches are
 //!    cleared before each request to `/api/metrics`. Target: median wall time < 150 ms
 //!    (parallel; serial would be over 1 s).
 //!
@@ -39,6 +46,8 @@ const FULL_RECORDS: u64 = 100_000;
 const QUICK_RECORDS: u64 = 20_000;
 const TARGET_RECORDS_PER_SECOND: f64 = 100_000.0;
 const MAX_MEMORY_RATIO: f64 = 2.0;
+/// Transformed throughput over plain, at least.
+const MIN_TRANSFORM_RATIO: f64 = 0.5;
 const SOURCES: usize = 10;
 const DELAY_MS: u64 = 100;
 const TARGET_FAN_OUT: Duration = Duration::from_millis(150);
@@ -114,7 +123,8 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let mut verdict = Verdict::default();
     let outcome = runtime.block_on(async {
-        paging(quick, records, &standin.base, &mut verdict).await?;
+        let plain = paging(quick, records, &standin.base, &mut verdict).await?;
+        transforms(quick, records, &standin.base, &plain, &mut verdict).await?;
         fan_out(quick, &standin.base, &mut verdict).await
     });
     standin.stop();
@@ -214,6 +224,75 @@ queries:
     )
 }
 
+/// The listing every dataset of [`transformed_source`] sends: one fetch feeds them all.
+fn listing(take: u64) -> String {
+    format!(
+        "    path: /open/cursor\n    query: {{ take: {take}, limit: {PAGE} }}\n    records: data.items\n    pagination: {{ type: cursor, cursor_path: paging.next.after, param: after, max_pages: 100000 }}\n"
+    )
+}
+
+/// The four datasets of the original dashboard from raw events, as `rest_transforms.rs`
+/// tests them.
+fn transformed_source(base: &str, take: u64) -> String {
+    let listing = listing(take);
+    let client = r"record.url | regex_capture('^https://([a-z0-9-]+)\\.8020rei\\.com/')";
+    format!(
+        r#"id: paging
+name: Paging
+kind: rest
+timeout: 120s
+cache:
+  ttl: 0s
+connection:
+  base_url: {base}
+queries:
+  summary:
+{listing}    compute:
+      client: "{client}"
+    aggregate:
+      fields:
+        total_events: {{ op: count }}
+        page_views: {{ op: count, where: "record.type == 'page_view'" }}
+        total_users: {{ op: count_distinct, field: contact.id }}
+        active_clients: {{ op: count_distinct, field: client }}
+  daily:
+{listing}    compute:
+      day: "record.created_at | date"
+    aggregate:
+      group_by: {{ field: day }}
+      fields:
+        events: {{ op: count }}
+        users: {{ op: count_distinct, field: contact.id }}
+        page_views: {{ op: count, where: "record.type == 'page_view'" }}
+  features:
+{listing}    where: "record.type == 'page_view'"
+    classify:
+      feature:
+        from: "record.url | url_path"
+        rules:
+          - {{ prefix: /buybox/deals, value: "Buybox - Deals" }}
+          - {{ prefix: /buybox, value: Buybox }}
+          - {{ equals: /, value: Home Dashboard }}
+          - {{ regex: "^/properties(/|$)", value: Properties }}
+          - {{ contains: importer, value: Importer }}
+        otherwise: drop
+    aggregate:
+      group_by: {{ field: feature }}
+      fields:
+        events: {{ op: count }}
+        users: {{ op: count_distinct, field: contact.id }}
+  clients:
+{listing}    compute:
+      client: "{client}"
+    aggregate:
+      group_by: {{ field: client }}
+      fields:
+        events: {{ op: count }}
+        users: {{ op: count_distinct, field: contact.id }}
+"#
+    )
+}
+
 struct Paged {
     records_per_second: f64,
     elapsed: Duration,
@@ -222,9 +301,8 @@ struct Paged {
     baseline: usize,
 }
 
-async fn page_through(base: &str, take: u64, rounds: usize) -> anyhow::Result<Paged> {
-    let text = paging_source(base, take);
-    let spec = load::load_source(std::path::Path::new("paging.yaml"), &text, &|_| None)
+async fn page_through(text: &str, take: u64, rounds: usize) -> anyhow::Result<Paged> {
+    let spec = load::load_source(std::path::Path::new("paging.yaml"), text, &|_| None)
         .map_err(|errors| anyhow::anyhow!("{errors:?}"))?;
     let source = metrics_hub::kinds::build(&spec);
     source.initialize().await?;
@@ -244,13 +322,16 @@ async fn page_through(base: &str, take: u64, rounds: usize) -> anyhow::Result<Pa
         let elapsed = started.elapsed();
         peak = peak.max(PEAK.load(Ordering::Relaxed).saturating_sub(before));
         best = best.min(elapsed);
-        let events: u64 = data
-            .daily
-            .as_ref()
-            .context("no daily rows")?
-            .iter()
-            .map(|row| row["events"].as_u64().unwrap_or(0))
-            .sum();
+        let events: u64 = match &data.summary {
+            Some(summary) => summary["total_events"].as_u64().unwrap_or(0),
+            None => data
+                .daily
+                .as_ref()
+                .context("no daily rows")?
+                .iter()
+                .map(|row| row["events"].as_u64().unwrap_or(0))
+                .sum(),
+        };
         ensure!(
             events == take,
             "aggregated {events} events, expected {take}"
@@ -271,12 +352,12 @@ async fn paging(
     records: u64,
     base: &str,
     verdict: &mut Verdict,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Paged> {
     let rounds = if quick { 1 } else { 3 };
     let small = records / 10;
     println!("-- paging: {PAGE} records per page, daily aggregation, best of {rounds} round(s)");
-    let few = page_through(base, small, rounds).await?;
-    let many = page_through(base, records, rounds).await?;
+    let few = page_through(&paging_source(base, small), small, rounds).await?;
+    let many = page_through(&paging_source(base, records), records, rounds).await?;
     for (n, paged) in [(small, &few), (records, &many)] {
         println!(
             "   {n:>7} records: {} ({:.0} records/s), peak heap during the fetch +{} over {} live before it",
@@ -308,6 +389,53 @@ async fn paging(
         ratio < MAX_MEMORY_RATIO,
         format!(
             "peak memory x{ratio:.2} for 10x the records ({} vs {}; target < x{MAX_MEMORY_RATIO})",
+            mib(many.peak),
+            mib(few.peak)
+        ),
+    );
+    Ok(many)
+}
+
+/// Step 2: the four-dataset transformed listing against `plain` (step 1 at `records`).
+async fn transforms(
+    quick: bool,
+    records: u64,
+    base: &str,
+    plain: &Paged,
+    verdict: &mut Verdict,
+) -> anyhow::Result<()> {
+    let rounds = if quick { 1 } else { 3 };
+    let small = records / 10;
+    println!("-- transforms: one listing into four datasets (compute, classify, where), best of {rounds} round(s)");
+    let few = page_through(&transformed_source(base, small), small, rounds).await?;
+    let many = page_through(&transformed_source(base, records), records, rounds).await?;
+    for (what, n, paged) in [
+        ("transformed", small, &few),
+        ("transformed", records, &many),
+        ("plain daily", records, plain),
+    ] {
+        println!(
+            "   {what} {n:>7} records: {} ({:.0} records/s), peak heap +{}",
+            ms(paged.elapsed),
+            paged.records_per_second,
+            mib(paged.peak)
+        );
+    }
+    let speed = many.records_per_second / plain.records_per_second;
+    verdict.target(
+        quick,
+        speed >= MIN_TRANSFORM_RATIO,
+        format!(
+            "transformed at x{speed:.2} the plain rate ({:.0} vs {:.0} records/s; target >= x{MIN_TRANSFORM_RATIO})",
+            many.records_per_second, plain.records_per_second
+        ),
+    );
+    let ratio = many.peak as f64 / few.peak.max(1) as f64;
+    verdict.target(
+        quick,
+        ratio < MAX_MEMORY_RATIO,
+        format!(
+            "transformed peak memory x{ratio:.2} for 10x the records ({} vs {}; target < x{MAX_MEMORY_RATIO})",
             mib(many.peak),
             mib(few.peak)
         ),

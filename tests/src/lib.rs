@@ -17,6 +17,7 @@ pub mod hubspot_standin;
 pub mod rest_standin;
 pub mod salesforce_standin;
 pub mod tally_standin;
+pub mod vendor_standins;
 
 use std::collections::HashMap;
 use std::net::TcpListener;

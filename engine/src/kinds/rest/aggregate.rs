@@ -41,6 +41,9 @@ pub struct Field {
     pub measure: Measure,
     /// The column counts only the records this holds for (its `where:`).
     pub keep: Option<ExprId>,
+    /// What the result is divided by at the end (`divide_by:`, e.g. 100 for cents), so a
+    /// sum stays exact in integers until then.
+    pub divide_by: Option<f64>,
 }
 
 /// A validated `aggregate:` block.
@@ -302,12 +305,24 @@ impl<'a> Aggregation<'a> {
                     row.insert(group.output.clone(), Value::from(key));
                 }
                 for (field, accumulator) in self.spec.fields.iter().zip(accumulators) {
-                    row.insert(field.name.clone(), accumulator.value());
+                    row.insert(
+                        field.name.clone(),
+                        divided(accumulator.value(), field.divide_by),
+                    );
                 }
                 row
             })
             .collect();
         (rows, warning)
+    }
+}
+
+/// `value / by` when both are numbers: one division of the exact result, so 123456 cents
+/// is 1234.56 and not the sum of 1234 rounded quotients.
+fn divided(value: Value, by: Option<f64>) -> Value {
+    match (by, value.as_f64()) {
+        (Some(by), Some(x)) => Number::from_f64(x / by).map_or(Value::Null, Value::Number),
+        _ => value,
     }
 }
 
@@ -342,6 +357,7 @@ mod tests {
                 name: name.into(),
                 measure,
                 keep: None,
+                divide_by: None,
             })
             .collect()
     }

@@ -16,10 +16,10 @@ use url::Url;
 use super::aggregate::{Aggregate, Field, GroupBy, Measure};
 use super::expr::{ExprId, Expressions};
 use super::json_path::JsonPath;
-use super::paging::{Pagination, Paging, ParamIn};
+use super::paging::{Ends, Pagination, Paging, ParamIn};
 use super::raw::{
     AggregateConfig, AuthConfig, ClassifyConfig, ClientAuth, ConnectionConfig, KeyLocation,
-    Location, Method, Op, PaginationConfig, QueryConfig,
+    Location, MeasureConfig, Method, Op, PaginationConfig, QueryConfig,
 };
 use super::template::{RequestParts, RequestTemplates};
 use super::transform::{Classify, Match, Otherwise, Transforms};
@@ -247,14 +247,20 @@ fn compile_paging(
         method,
         problems,
     };
+    let mut ends = Ends::default();
     let (pagination, max_pages) = match config {
         None | Some(PaginationConfig::None) => (Pagination::None, None),
         Some(PaginationConfig::Cursor {
             cursor_path,
             param,
             location,
+            has_more_path,
+            end_path,
             max_pages,
-        }) => (at.cursor(cursor_path, param, location), max_pages),
+        }) => {
+            ends = at.ends(has_more_path, end_path);
+            (at.cursor(cursor_path, param, location), max_pages)
+        }
         Some(PaginationConfig::Offset {
             offset_param,
             limit_param,
@@ -300,8 +306,11 @@ fn compile_paging(
         }
         Some(PaginationConfig::NextUrl {
             next_path,
+            has_more_path,
+            end_path,
             max_pages,
         }) => {
+            ends = at.ends(has_more_path, end_path);
             let next_path = at.path("next_path", &next_path);
             (Pagination::NextUrl { next_path }, max_pages)
         }
@@ -315,6 +324,7 @@ fn compile_paging(
     Paging {
         pagination,
         max_pages,
+        ends,
     }
 }
 
@@ -367,6 +377,13 @@ impl PagingRules<'_> {
 
     fn optional_path(&mut self, key: &str, value: Option<String>) -> Option<JsonPath> {
         value.map(|text| self.path(key, &text))
+    }
+
+    fn ends(&mut self, has_more_path: Option<String>, end_path: Option<String>) -> Ends {
+        Ends {
+            has_more: self.optional_path("has_more_path", has_more_path),
+            end: self.optional_path("end_path", end_path),
+        }
     }
 
     /// A parameter name (its default when absent), checked for where it goes.
@@ -497,6 +514,7 @@ fn compile_aggregate(
             );
         }
         let max_distinct = measure.max_distinct.unwrap_or(DEFAULT_MAX_DISTINCT);
+        let divide_by = divisor(problems, &field_pointer, &measure);
         let keep = measure.keep;
         let measure = match (measure.op, field) {
             (Op::Count, field) => Measure::Count(field),
@@ -512,17 +530,37 @@ fn compile_aggregate(
                 continue;
             }
         };
-        fields.push((name, measure, keep.map(|text| (field_pointer, text))));
+        let keep = keep.map(|text| (field_pointer, text));
+        fields.push((name, measure, keep, divide_by));
     }
     let fields = fields
         .into_iter()
-        .map(|(name, measure, keep)| Field {
+        .map(|(name, measure, keep, divide_by)| Field {
             name,
             measure,
             keep: keep.and_then(|(at, text)| records.expression(&format!("{at}/where"), &text)),
+            divide_by,
         })
         .collect();
     Aggregate { group_by, fields }
+}
+
+/// A measure's `divide_by:`: a positive number, for sum, min and max only.
+fn divisor(problems: &mut Problems, pointer: &str, measure: &MeasureConfig) -> Option<f64> {
+    let by = measure.divide_by?;
+    let pointer = format!("{pointer}/divide_by");
+    if matches!(measure.op, Op::Count | Op::CountDistinct) {
+        problems.add(
+            &pointer,
+            "divide_by scales sum, min and max only: remove it",
+        );
+    } else if !(by.is_finite() && by > 0.0) {
+        problems.add(
+            &pointer,
+            format!("{by} is not a positive number: write e.g. 100 for cents"),
+        );
+    }
+    Some(by)
 }
 
 /// The most distinct values a `count_distinct` keeps unless told otherwise.

@@ -57,6 +57,8 @@ const TESTS: &[&str] = &[
     "none",
     "number",
     "string",
+    "mapping",
+    "boolean",
     "startingwith",
     "endingwith",
     "in",
@@ -407,6 +409,8 @@ fn add_filters(env: &mut Environment<'static>) {
     env.add_test("none", minijinja::tests::is_none);
     env.add_test("number", minijinja::tests::is_number);
     env.add_test("string", minijinja::tests::is_string);
+    env.add_test("mapping", minijinja::tests::is_mapping);
+    env.add_test("boolean", minijinja::tests::is_boolean);
     env.add_test("startingwith", minijinja::tests::is_startingwith);
     env.add_test("endingwith", minijinja::tests::is_endingwith);
     env.add_test("in", minijinja::tests::is_in);
@@ -539,6 +543,38 @@ mod tests {
         assert_eq!(
             eval("record.missing | default('none')", record),
             Value::from("none")
+        );
+    }
+
+    #[test]
+    fn vendor_fields_that_come_in_two_shapes_read_either() {
+        // Stripe's `customer` is an id, or the object when expanded; Intercom's email may
+        // be missing. The shipped sources rely on these spellings.
+        let name = "(record.customer.name or record.customer.email or record.customer.id) if record.customer is mapping else record.customer";
+        let expanded = json!({"customer": {"id": "cus_1", "name": null, "email": "a@b.co"}});
+        assert_eq!(eval(name, expanded), Value::from("a@b.co"));
+        assert_eq!(
+            eval(name, json!({"customer": "cus_2"})),
+            Value::from("cus_2")
+        );
+        assert!(eval(name, json!({"customer": null})).is_none());
+        let domain = "record.author.email | split('@') | last | lower if record.author.email is string and '@' in record.author.email else none";
+        let author = |email: serde_json::Value| json!({"author": {"email": email}});
+        assert_eq!(
+            eval(domain, author(json!("Jo@Acme.COM"))),
+            Value::from("acme.com")
+        );
+        assert!(eval(domain, author(json!(null))).is_none());
+        assert!(eval(domain, author(json!("no-at-sign"))).is_none());
+        assert!(
+            eval(
+                "record.company.name if record.company is mapping else 'x'",
+                json!({})
+            ) == Value::from("x")
+        );
+        assert_eq!(
+            eval("record.n is boolean", json!({"n": true})),
+            Value::from(true)
         );
     }
 

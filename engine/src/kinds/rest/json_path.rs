@@ -1,12 +1,14 @@
-//! Dotted paths into JSON answers (`data.items`, `paging.next.after`, `results.0.rows`):
-//! where a REST source finds its records, cursors, totals and aggregated fields.
+//! Dotted paths into JSON answers (`data.items`, `paging.next.after`, `results.0.rows`,
+//! `data.-1.id`): where a REST source finds its records, cursors, totals and aggregated
+//! fields.
 
 use std::fmt;
 
 use serde_json::{Map, Value};
 
-/// A path of object keys, where an all-digit segment also indexes an array. The empty path
-/// is the document itself. Keys that contain a dot cannot be addressed; no API in sight
+/// A path of object keys, where an all-digit segment also indexes an array and a negative
+/// one counts from its end (`-1` is the last item: Stripe's cursor is the last record's
+/// id, `data.-1.id`). The empty path is the document itself. Keys that contain a dot cannot be addressed; no API in sight
 /// needs them, and a quoting syntax would be one more thing for admins to learn.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonPath {
@@ -63,7 +65,7 @@ impl JsonPath {
             .iter()
             .try_fold(value, |current, segment| match current {
                 Value::Object(map) => map.get(segment),
-                Value::Array(items) => segment.parse::<usize>().ok().and_then(|i| items.get(i)),
+                Value::Array(items) => index(segment, items.len()).and_then(|i| items.get(i)),
                 _ => None,
             })
     }
@@ -75,7 +77,10 @@ impl JsonPath {
         for segment in &self.segments {
             current = match current {
                 Value::Object(map) => map.get_mut(segment)?,
-                Value::Array(items) => items.get_mut(segment.parse::<usize>().ok()?)?,
+                Value::Array(items) => {
+                    let i = index(segment, items.len())?;
+                    items.get_mut(i)?
+                }
                 _ => return None,
             };
         }
@@ -114,6 +119,15 @@ impl fmt::Display for JsonPath {
     }
 }
 
+/// The array position `segment` names in a list of `len` items: `2` is the third, `-1`
+/// the last.
+fn index(segment: &str, len: usize) -> Option<usize> {
+    match segment.strip_prefix('-') {
+        Some(back) => len.checked_sub(back.parse::<usize>().ok().filter(|&n| n > 0)?),
+        None => segment.parse().ok(),
+    }
+}
+
 /// How a JSON value is named in error messages ("a list", "an object", ...).
 pub fn kind_of(value: &Value) -> &'static str {
     match value {
@@ -140,6 +154,11 @@ mod tests {
         assert_eq!(path("").get(&doc), Some(&doc));
         assert_eq!(path("data.missing").get(&doc), None);
         assert_eq!(path("data.items.first").get(&doc), None);
+        assert_eq!(path("data.items.-1").get(&doc), Some(&json!(2)));
+        assert_eq!(path("data.items.-2").get(&doc), Some(&json!(1)));
+        assert_eq!(path("data.items.-3").get(&doc), None);
+        assert_eq!(path("data.items.-0").get(&doc), None);
+        assert_eq!(path("pages.-1.next").get(&json!({"pages": []})), None);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Pagination of one REST query: which request comes after a page, and the stop rules.
 //!
-//! Every style stops on an empty page and after `max_pages`; each adds its own rule: no
-//! next cursor or URL, a cursor or URL seen before, or the reported total reached. A
+//! Every style stops on an empty page, after `max_pages` and where the answer says it is
+//! the last page ([`Ends`]); each adds its own rule: no next cursor or URL, a cursor or
+//! URL seen before, or the reported total reached. A
 //! short page is *not* a stop rule: servers cap page sizes below what was asked and hide
 //! records after paging, so only an empty page proves the end. The cost is one extra
 //! request when the last page is exactly full. Hitting `max_pages` (or a repeated cursor)
@@ -95,6 +96,34 @@ impl Pagination {
 pub struct Paging {
     pub pagination: Pagination,
     pub max_pages: u32,
+    pub ends: Ends,
+}
+
+/// Booleans in an answer that say it is the last page (Stripe's `has_more`, Zendesk's
+/// `end_of_stream`), for APIs that keep handing out a cursor or URL after the end.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ends {
+    /// True while more pages follow.
+    pub has_more: Option<JsonPath>,
+    /// True on the last page.
+    pub end: Option<JsonPath>,
+}
+
+impl Ends {
+    /// Whether `body` says it is the last page. Absent or null says nothing; any other
+    /// value than a boolean is a malformed answer.
+    fn last_page(&self, body: &Value) -> Result<bool, String> {
+        let flag = |path: &Option<JsonPath>| match path.as_ref().and_then(|p| p.get(body)) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Bool(flag)) => Ok(Some(*flag)),
+            Some(other) => Err(format!(
+                "`{}` is {}, not true or false",
+                path.as_ref().expect("a value was read at it"),
+                super::json_path::kind_of(other)
+            )),
+        };
+        Ok(flag(&self.has_more)? == Some(false) || flag(&self.end)? == Some(true))
+    }
 }
 
 /// What the next request changes relative to the rendered one.
@@ -190,7 +219,7 @@ impl<'a> Pager<'a> {
     pub fn advance(&mut self, page: &PageInfo<'_>) -> Result<Next, String> {
         self.pages += 1;
         self.records += page.records as u64;
-        if page.records == 0 {
+        if page.records == 0 || self.paging.ends.last_page(page.body)? {
             return Ok(Next::Done);
         }
         let next = match &self.paging.pagination {
@@ -366,6 +395,7 @@ mod tests {
                 location: ParamIn::Query,
             },
             max_pages,
+            ends: Ends::default(),
         }
     }
 
@@ -376,6 +406,51 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), v.clone()))
                 .collect(),
         ))
+    }
+
+    #[test]
+    fn has_more_and_end_of_stream_stop_a_cursor_that_keeps_coming() {
+        // Stripe: the cursor is the last record's id, so it never runs out by itself.
+        let mut paging = cursor(100);
+        paging.pagination = Pagination::Cursor {
+            cursor_path: path("data.-1.id"),
+            param: "starting_after".into(),
+            location: ParamIn::Query,
+        };
+        paging.ends.has_more = Some(path("has_more"));
+        let body =
+            |more: Value| json!({"has_more": more, "data": [{"id": "ch_1"}, {"id": "ch_2"}]});
+        let mut pager = Pager::new(&paging);
+        assert_eq!(
+            pager.advance(&page(2, &body(json!(true)))).unwrap(),
+            fetch(&[("starting_after", json!("ch_2"))])
+        );
+        assert_eq!(
+            pager.advance(&page(2, &body(json!(false)))).unwrap(),
+            Next::Done
+        );
+        // Absent or null says nothing, so the cursor decides; a string is malformed.
+        let mut pager = Pager::new(&paging);
+        assert!(matches!(
+            pager.advance(&page(2, &body(Value::Null))).unwrap(),
+            Next::Fetch(_)
+        ));
+        let err = pager.advance(&page(2, &body(json!("no")))).unwrap_err();
+        assert!(err.contains("`has_more` is a string"), "{err}");
+
+        // Zendesk's incremental export: an after_cursor still comes on the last page.
+        paging.ends = Ends {
+            has_more: None,
+            end: Some(path("end_of_stream")),
+        };
+        paging.pagination = Pagination::Cursor {
+            cursor_path: path("after_cursor"),
+            param: "cursor".into(),
+            location: ParamIn::Query,
+        };
+        let mut pager = Pager::new(&paging);
+        let last = json!({"after_cursor": "c2", "end_of_stream": true});
+        assert_eq!(pager.advance(&page(5, &last)).unwrap(), Next::Done);
     }
 
     #[test]
@@ -459,6 +534,7 @@ mod tests {
                 location: ParamIn::Query,
             },
             max_pages: 100,
+            ends: Ends::default(),
         }
     }
 
@@ -517,6 +593,7 @@ mod tests {
                 location: ParamIn::Body,
             },
             max_pages: 100,
+            ends: Ends::default(),
         };
         let mut pager = Pager::new(&paging);
         assert_eq!(
@@ -554,6 +631,7 @@ mod tests {
                 next_path: path("links.next"),
             },
             max_pages: 100,
+            ends: Ends::default(),
         };
         let mut pager = Pager::new(&paging);
         let body = json!({"links": {"next": "/items?page=2"}});
@@ -578,6 +656,7 @@ mod tests {
         let paging = Paging {
             pagination: Pagination::LinkHeader,
             max_pages: 100,
+            ends: Ends::default(),
         };
         let mut pager = Pager::new(&paging);
         let body = json!([]);

@@ -262,7 +262,10 @@ impl JsonSchema for QueryValue {
 /// after max_pages (default 1000, at most 100000); hitting max_pages, or a cursor or URL
 /// sent twice, ends it with a warning in the answer's sourceDetails rather than a silent
 /// truncation. A short page does not end paging, since servers cap page sizes; an empty
-/// one does.
+/// one does. For APIs whose cursor or next URL keeps coming after the end, cursor and
+/// next_url also stop where has_more_path reads false or end_path reads true (only a
+/// boolean counts: absent or null leaves the other rules to decide), saving the request
+/// that would prove the end by being empty.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 #[schemars(rename = "rest-pagination", transform = tagged_union)]
@@ -281,6 +284,16 @@ pub enum PaginationConfig {
         /// Where paging parameters go: query (default) or body (POST only).
         #[serde(default, rename = "in")]
         location: Option<Location>,
+        /// Dotted path of a boolean that is true while more pages follow (Stripe's
+        /// has_more, Zendesk's meta.has_more); false ends paging.
+        #[serde(default)]
+        #[schemars(length(min = 1))]
+        has_more_path: Option<String>,
+        /// Dotted path of a boolean that is true on the last page (Zendesk's
+        /// end_of_stream).
+        #[serde(default)]
+        #[schemars(length(min = 1))]
+        end_path: Option<String>,
         /// Most pages fetched, 1 to 100000 (default 1000).
         #[serde(default)]
         #[schemars(range(min = 1, max = 100_000))]
@@ -357,6 +370,16 @@ pub enum PaginationConfig {
         /// only URLs on base_url's host are followed.
         #[schemars(length(min = 1))]
         next_path: String,
+        /// Dotted path of a boolean that is true while more pages follow (Stripe's
+        /// has_more, Zendesk's meta.has_more); false ends paging.
+        #[serde(default)]
+        #[schemars(length(min = 1))]
+        has_more_path: Option<String>,
+        /// Dotted path of a boolean that is true on the last page (Zendesk's
+        /// end_of_stream).
+        #[serde(default)]
+        #[schemars(length(min = 1))]
+        end_path: Option<String>,
         /// Most pages fetched, 1 to 100000 (default 1000).
         #[serde(default)]
         #[schemars(range(min = 1, max = 100_000))]
@@ -444,6 +467,11 @@ pub struct MeasureConfig {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub max_distinct: Option<u64>,
+    /// sum, min and max: divides the result, e.g. 100 for amounts in cents. The sum is
+    /// exact in integers up to this one division, so 123456 cents is 1234.56.
+    #[serde(default)]
+    #[schemars(extend("exclusiveMinimum" = 0))]
+    pub divide_by: Option<f64>,
 }
 
 /// An aggregate's operation.
