@@ -1,12 +1,13 @@
 //! Pagination of one REST query: which request comes after a page, and the stop rules.
 //!
-//! Every style stops on an empty page, after `max_pages` and where the answer says it is
-//! the last page ([`Ends`]); each adds its own rule: no next cursor or URL, a cursor or
-//! URL seen before, or the reported total reached. A
-//! short page is *not* a stop rule: servers cap page sizes below what was asked and hide
+//! Every style stops on an empty page and after `max_pages`; each adds its own rule: no
+//! next cursor or URL, a cursor or URL seen before, or the reported total reached; cursor
+//! and next_url also stop where the answer says it is the last page ([`Ends`]). A short
+//! page is *not* a stop rule: servers cap page sizes below what was asked and hide
 //! records after paging, so only an empty page proves the end. The cost is one extra
-//! request when the last page is exactly full. Hitting `max_pages` (or a repeated cursor)
-//! is a warning the answer carries, never a silent truncation.
+//! request when the last page is exactly full, unless the API says so itself. Hitting
+//! `max_pages` (or a repeated cursor) is a warning the answer carries, never a silent
+//! truncation.
 
 use std::collections::HashSet;
 
