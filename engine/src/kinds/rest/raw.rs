@@ -406,8 +406,9 @@ pub enum Location {
 /// Turns raw records into the dataset's rows as each page arrives (memory holds one row
 /// per group, not the records). summary: one row over every record, no group_by. daily,
 /// features, clients: one row per group_by value; for daily the value is bucketed to its
-/// day in UTC (dates, YYYYMMDD and timestamps). Records whose group value is missing or
-/// null are left out, with a warning.
+/// day in UTC (dates, YYYYMMDD and ISO timestamps; for epoch numbers group by a computed
+/// `record.x | date`). Records whose group value is missing or null are left out, with a
+/// warning.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "rest-aggregate")]
