@@ -1,5 +1,5 @@
 // The admin page at `/admin/sources`: every source with its health, last fetch, last error,
-// latency and cache (stale entries too), the files that failed validation (and, beside a
+// latency, cache (stale entries too) and history backfill, the files that failed validation (and, beside a
 // source, a rejected change to its file), the configuration generation, and the actions
 // an admin needs (re-check a source, clear one cache or all, reload the sources). It reads and acts only through the JSON API.
 // The ids and data-* attributes the browser tests read are listed in docs/pages.md.
@@ -23,6 +23,19 @@
 
   function when(iso) {
     return iso ? el("time", { datetime: iso, title: localTime(iso) }, ago(iso)) : el("span", { class: "muted" }, "never");
+  }
+
+  const BACKFILL_TEXT = { waiting: "waiting to start", running: "backfilling", done: "up to date", failing: "failing" };
+
+  // A source with `history:`: how many settled days are stored and what the backfill does.
+  function history(info) {
+    if (!info) return null;
+    const backfill = info.backfill;
+    const size = backfill.size ? ` · ${Math.round(backfill.size.bytes / 1024)} KiB` : "";
+    return el("div", { class: "muted small", "data-history-state": backfill.state },
+      `History: ${backfill.storedDays}/${backfill.targetDays} settled days stored, ` +
+      `${BACKFILL_TEXT[backfill.state] || backfill.state}${size}`,
+      backfill.lastError ? el("div", {}, `last error: ${backfill.lastError}`) : null);
   }
 
   function row(source) {
@@ -66,7 +79,7 @@
           ? [el("code", {}, error.code), " ", error.message, el("div", { class: "muted small" }, when(error.at))]
           : el("span", { class: "muted" }, "none")),
       el("td", { "data-field": "latency", class: "num" }, source.latencyMs == null ? "–" : `${source.latencyMs} ms`),
-      el("td", { "data-field": "cache", "data-stale-entries": String(cache.staleEntries || 0) }, cacheText),
+      el("td", { "data-field": "cache", "data-stale-entries": String(cache.staleEntries || 0) }, cacheText, history(source.history)),
       el("td", {},
         el("button", {
           type: "button", class: "small", "data-action": "clear", "data-source": source.id,

@@ -22,7 +22,8 @@
 //! - [`kinds`]: the `DataSource` contract and one folder per kind (sql, rest, bigquery,
 //!   wasm), each with its config and its runtime.
 //! - [`load`]: a directory -> validated sources. [`cache`]: per-source and merged
-//!   answers (moka, single flight).
+//!   answers (moka, single flight). [`history`]: settled days in SQLite or PostgreSQL, so
+//!   requests query only the days that can still change.
 //! - [`hub`]: registry, request parsing, fan-out, reports, status, admin views.
 //! - [`api`]: router, thin handlers, `ApiError`, pages, serving. [`cli`]: the commands.
 //!
@@ -36,6 +37,7 @@ pub mod api;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod history;
 pub mod hub;
 pub mod kinds;
 pub mod load;

@@ -285,6 +285,7 @@ pub fn load_source(
         let mut spec =
             typed_problems(file, &document, secrets).map_err(|problems| finish(problems, &[]))?;
         spec.fingerprint = fingerprint(&document, &spec);
+        spec.definition = definition(&document, &spec);
         return Ok(spec);
     }
     // Report the semantic problems too (a template error beside a typo), except where
@@ -316,6 +317,30 @@ fn fingerprint(document: &Value, spec: &SourceSpec) -> [u8; 32] {
         }
     }
     hasher.finalize().into()
+}
+
+/// A digest of what decides a source's numbers: its kind, connection, queries, mappings
+/// and identifiers as written (environment values redacted, so a rotated secret does not
+/// count) and the files it refers to. Stored history days carry it: a changed query makes
+/// them stale, never wrong.
+fn definition(document: &Value, spec: &SourceSpec) -> String {
+    let mut hasher = Sha256::new();
+    for key in ["kind", "connection", "queries", "mappings", "identifiers"] {
+        let part = document.get(key).map(canonical).unwrap_or(Value::Null);
+        hasher.update(redact(&part.to_string(), &spec.secrets));
+        hasher.update([0]);
+    }
+    for referenced in spec.referenced_files() {
+        if let Ok(bytes) = std::fs::read(&referenced) {
+            hasher.update(Sha256::digest(bytes));
+        }
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(12)
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 fn canonical(value: &Value) -> Value {
@@ -395,6 +420,9 @@ fn validate(
     let kind = kinds::compile(&config.kind, &context, problems)?;
     let mappings = config::common::mappings(config.mappings, kind.datasets(), problems);
     let merge = config::common::merge(config.merge, problems);
+    let history = config
+        .history
+        .map(|history| config::history::compile(history, kind.datasets(), problems));
     Some(SourceSpec {
         id: common.id,
         name: common.name,
@@ -410,8 +438,10 @@ fn validate(
         mappings,
         merge,
         kind,
+        history,
         secrets,
         fingerprint: [0; 32],
+        definition: String::new(),
     })
 }
 

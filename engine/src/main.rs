@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use metrics_hub::cli::{
-    self, PluginCheckArgs, PluginNewArgs, QueryArgs, ServeArgs, TokenNewArgs, ValidateArgs,
+    self, history, HistoryBackfillArgs, HistoryVerifyArgs, PluginCheckArgs, PluginNewArgs,
+    QueryArgs, ServeArgs, TokenNewArgs, ValidateArgs,
 };
 
 #[derive(Parser)]
@@ -72,6 +73,21 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Fill, check or clear a source's history store.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum HistoryCommand {
+    /// Store the newest settled days of a source now, at its pace, with a progress bar.
+    Backfill(HistoryBackfillArgs),
+    /// Re-query a sample of stored days and print every difference; non-zero exit on one.
+    Verify(HistoryVerifyArgs),
+    /// Delete every stored day of a source.
+    Clear(history::Target),
 }
 
 #[derive(Subcommand)]
@@ -114,6 +130,15 @@ fn main() -> ExitCode {
             Command::Token {
                 command: TokenCommand::New(args),
             } => cli::token_new(&args, &mut out).map(|()| true),
+            Command::History { command } => match command {
+                HistoryCommand::Backfill(args) => history::backfill_command(&args, &mut out)
+                    .await
+                    .map(|()| true),
+                HistoryCommand::Verify(args) => history::verify_command(&args, &mut out).await,
+                HistoryCommand::Clear(target) => history::clear_command(&target, &mut out)
+                    .await
+                    .map(|()| true),
+            },
             Command::Query(args) => {
                 let today = chrono::Utc::now().date_naive();
                 cli::query(args, today, &mut out).await.map(|()| true)

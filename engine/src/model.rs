@@ -192,6 +192,26 @@ pub struct SourceData {
     /// reported per source in metadata.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// How the history store took part, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryNote>,
+}
+
+/// What the history store did for one answer (`sourceDetails[].history`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryNote {
+    /// The datasets summed from days (the others were queried for the whole window).
+    pub datasets: Vec<Dataset>,
+    /// Settled days read from the store.
+    pub stored_days: usize,
+    /// Settled days the store lacked, fetched one by one and stored.
+    pub fetched_days: usize,
+    /// Days not settled yet, fetched fresh.
+    pub open_days: usize,
+    /// Why the store was not used for this answer, when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bypassed: Option<String>,
 }
 
 impl SourceData {
@@ -214,6 +234,23 @@ impl SourceData {
                 Dataset::Clients => self.clients.is_none(),
             })
             .collect()
+    }
+
+    /// Drops every dataset not in `datasets`.
+    pub fn keep(&mut self, datasets: &std::collections::BTreeSet<Dataset>) {
+        let keep = |dataset| datasets.contains(&dataset);
+        if !keep(Dataset::Summary) {
+            self.summary = None;
+        }
+        if !keep(Dataset::Daily) {
+            self.daily = None;
+        }
+        if !keep(Dataset::Features) {
+            self.features = None;
+        }
+        if !keep(Dataset::Clients) {
+            self.clients = None;
+        }
     }
 
     /// Stores the rows of one dataset; the summary keeps the first row (an empty result

@@ -111,3 +111,48 @@ fn serve_strict_refuses_invalid_files() {
         "{stderr}"
     );
 }
+
+#[test]
+fn history_backfill_verify_and_clear_the_demo() {
+    let data = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = hub()
+            .arg("history")
+            .args(args)
+            .args(["--source", "demo", "--sources"])
+            .arg(repo().join("sources.d"))
+            .env("METRICS_HUB_DATA_DIR", data.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        (output.status.code(), stdout, stderr)
+    };
+    let (code, stdout, stderr) = run(&["backfill", "--days", "5", "--every", "0s"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("demo: 5 of 5 settled days stored"),
+        "{stdout}"
+    );
+    // Not a terminal: a line per tenth of the way, the last one full.
+    assert!(
+        stderr.contains(&format!("[{}] 5/5 days", "#".repeat(30))),
+        "{stderr}"
+    );
+    assert!(data.path().join("history.sqlite").is_file());
+    let (code, stdout, _) = run(&["verify", "--days", "5", "--sample", "2"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(
+        stdout.contains("demo: 2 stored day(s) checked, 0 difference(s)"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&["clear"]);
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("demo: 5 stored day(s) deleted"), "{stdout}");
+    let (code, _, stderr) = run(&["backfill", "--days", "500"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("beyond the source's retention (400d)"),
+        "{stderr}"
+    );
+}

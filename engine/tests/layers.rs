@@ -14,7 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["template", "merge", "plugin"],
     &["kinds"],
-    &["load", "cache"],
+    &["load", "cache", "history"],
     &["hub"],
     &["api"],
     &["cli"],

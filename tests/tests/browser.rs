@@ -82,7 +82,14 @@ async fn setup() -> Setup {
             data.path().display().to_string(),
         ),
     ]);
-    let hub = TestHub::start(sources.path(), &env, HubSettings::default())
+    let store = metrics_hub::history::Store::open_in(data.path())
+        .await
+        .unwrap();
+    let settings = HubSettings {
+        history_store: Some(std::sync::Arc::new(store)),
+        ..HubSettings::default()
+    };
+    let hub = TestHub::start(sources.path(), &env, settings)
         .await
         .unwrap();
     Setup {
@@ -1391,6 +1398,19 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
                 last_error.contains(code) && last_error.contains(message),
                 "broken's last-error reads {last_error:?}; it should hold {code} and {message:?}"
             );
+            // The demo keeps history: its row says how much of the backfill is stored.
+            let demo = sources.iter().find(|s| s["id"] == "demo").context("no demo")?;
+            let backfill = &demo["history"]["backfill"];
+            let shown = b
+                .client()
+                .find(Locator::Css("tr[data-source=demo] [data-history-state]"))
+                .await
+                .context("no history line for demo")?
+                .text()
+                .await?;
+            // (The backfill may store a day between the page's read and this one.)
+            let expected = format!("/{} settled days stored", backfill["targetDays"]);
+            ensure!(shown.contains(&expected), "demo's history reads {shown:?}, not {expected:?}");
             check_labels(b).await?;
             b.screenshot("admin.png").await?;
             Ok(())

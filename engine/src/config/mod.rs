@@ -9,11 +9,13 @@
 //!   and bounded numbers every kind uses.
 //! - [`names`]: the naming rules (source id, filter name, identifier, field name).
 //! - [`filter`] and [`common`]: the shared fields validated into typed values.
+//! - [`history`]: a source's `history:` validated (the store itself is [`crate::history`]).
 //!
 //! The pipeline that uses all of this, file by file, is [`crate::load`].
 
 pub mod common;
 pub mod filter;
+pub mod history;
 pub mod interpolate;
 pub mod locate;
 pub mod names;
@@ -26,6 +28,7 @@ use std::path::PathBuf;
 
 pub use common::{Common, Mappings, MergePolicies, StaleConfig};
 pub use filter::FilterSpec;
+pub use history::HistorySpec;
 pub use problems::Problems;
 pub use raw::MergePolicy;
 

@@ -97,6 +97,48 @@ pub struct SourceConfig {
     #[serde(default)]
     #[schemars(schema_with = "merge")]
     pub merge: BTreeMap<String, BTreeMap<String, MergePolicy>>,
+    /// Keep this source's settled days in the hub's history store, so that a request
+    /// queries only the days that can still change (off unless declared).
+    #[serde(default)]
+    pub history: Option<HistoryConfig>,
+}
+
+/// `history:` of a source. Days are stored per UTC day once settled; a request's window
+/// is answered from stored days plus a fresh fetch of the open days. Only fields that add
+/// up across days are summed from the store (see `additive`); a dataset with a field that
+/// does not (distinct users, active clients) is queried for the whole window as before.
+/// Requests with filters are always queried directly.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "history")]
+pub struct HistoryConfig {
+    /// How long after a UTC day ends its numbers may still change (default 1d). GA4's
+    /// export keeps changing for about two days ("2d"); a CRM's created counts settle at
+    /// once ("0s"). Days that are not settled are always fetched fresh.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::duration", extend("default" = "1d"))]
+    pub settle: Option<String>,
+    /// How far back the background backfill stores settled days (default 90d, whole days).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::duration", extend("default" = "90d"))]
+    pub backfill: Option<String>,
+    /// The backfill's pace: at most one day fetched per this interval (default 1s).
+    #[serde(default)]
+    #[schemars(schema_with = "schema::duration", extend("default" = "1s"))]
+    pub backfill_every: Option<String>,
+    /// Stored days older than this are deleted (default 400d); at least `backfill`.
+    #[serde(default)]
+    #[schemars(schema_with = "schema::duration", extend("default" = "400d"))]
+    pub retention: Option<String>,
+    /// Per dataset (summary, features, clients), the fields that add up across days, so a
+    /// window's value is the sum of its days'. Defaults: summary total_events and
+    /// page_views; features views; clients events and page_views. A dataset is served
+    /// from the store only when every unified field of it is listed; extra fields not
+    /// listed are left out of stored answers, with a warning. Daily rows are one per day
+    /// and are stored whole.
+    #[serde(default)]
+    #[schemars(schema_with = "additive")]
+    pub additive: BTreeMap<String, Vec<String>>,
 }
 
 /// A boolean, or a string that became one after `${...}` interpolation.
@@ -442,6 +484,23 @@ fn merge(generator: &mut SchemaGenerator) -> Schema {
                     "pattern": FIELD_NAME.pattern
                 },
                 "additionalProperties": policy
+            });
+            (dataset.as_str().to_owned(), schema)
+        })
+        .collect();
+    json_schema!({"type": "object", "additionalProperties": false, "properties": datasets})
+}
+
+/// `history.additive:`: per dataset that sums across days, a list of field names.
+fn additive(_: &mut SchemaGenerator) -> Schema {
+    let datasets: Map<String, Value> = [Dataset::Summary, Dataset::Features, Dataset::Clients]
+        .iter()
+        .map(|&dataset| {
+            let schema = json!({
+                "description": format!("The {dataset} fields that add up across days."),
+                "type": "array",
+                "uniqueItems": true,
+                "items": {"type": "string", "pattern": FIELD_NAME.pattern}
             });
             (dataset.as_str().to_owned(), schema)
         })

@@ -17,6 +17,7 @@ use super::status::{Health, ProbeStatus, SourceHealth};
 use super::{Generation, Hub, SourceEntry};
 use crate::cache::CacheStats;
 use crate::config::ConfigError;
+use crate::history::HistoryInfo;
 use crate::kinds::SourceError;
 use crate::model::Dataset;
 
@@ -56,6 +57,9 @@ pub struct SourceInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     rejected_change: Option<Vec<ConfigError>>,
     timeout_ms: u64,
+    /// For a source with `history:`: the store, what it answers and the backfill.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<HistoryInfo>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -173,6 +177,7 @@ impl SourceEntry {
                 .and_then(|_| generation.broken.get(&spec.file))
                 .cloned(),
             timeout_ms: spec.timeout.as_millis() as u64,
+            history: self.history().map(|core| core.info()),
         }
     }
 }

@@ -37,6 +37,7 @@ pub use request::{MetricsRequest, RequestError, MAX_DAYS};
 
 use crate::cache::{AnswerCache, SourceCache, StaleWindows};
 use crate::config::ConfigError;
+use crate::history::{self, Historical, Store};
 use crate::kinds::{self, DataSource, SourceError, SourceSpec};
 use crate::load::LoadedSources;
 use crate::merge::Policies;
@@ -64,6 +65,9 @@ pub struct HubSettings {
     pub sources_dir: Option<PathBuf>,
     /// An env file whose variables a reload reads anew (before the process environment).
     pub env_file: Option<PathBuf>,
+    /// The history store of sources that declare `history:`; without one they are
+    /// queried directly.
+    pub history_store: Option<Arc<Store>>,
 }
 
 impl Default for HubSettings {
@@ -77,6 +81,7 @@ impl Default for HubSettings {
             stale: StaleWindows::default(),
             sources_dir: None,
             env_file: None,
+            history_store: None,
         }
     }
 }
@@ -85,6 +90,8 @@ impl Default for HubSettings {
 pub struct SourceEntry {
     pub spec: SourceSpec,
     source: Arc<dyn DataSource>,
+    /// For a source with `history:`: the store's side of it (progress, backfill).
+    history: Option<Arc<history::Core>>,
     cache: SourceCache,
     // A std Mutex: it is held only to copy a few fields, never across an await.
     status: Mutex<SourceStatus>,
@@ -103,8 +110,10 @@ impl SourceEntry {
                 .unwrap_or(settings.stale.while_revalidate),
             if_error: spec.stale.if_error.unwrap_or(settings.stale.if_error),
         };
+        let (source, history) = with_history(&spec, kinds::build(&spec), settings);
         SourceEntry {
-            source: kinds::build(&spec),
+            source,
+            history,
             cache: SourceCache::new(spec.cache_ttl, stale),
             slots: Semaphore::new(spec.concurrency),
             spec,
@@ -113,6 +122,11 @@ impl SourceEntry {
             waiting: AtomicUsize::new(0),
             queue: settings.fetch_queue,
         }
+    }
+
+    /// The store's side of a source with `history:`.
+    pub fn history(&self) -> Option<&Arc<history::Core>> {
+        self.history.as_ref()
     }
 
     /// A slot for one upstream fetch: at once when one is free, after a wait when the
@@ -168,6 +182,23 @@ impl SourceEntry {
                 self.status().failed(ErrorReport::from(&err));
             }
         }
+    }
+}
+
+/// `source` wrapped to answer from the history store, when it declares `history:` and
+/// the hub has a store.
+fn with_history(
+    spec: &SourceSpec,
+    source: Arc<dyn DataSource>,
+    settings: &HubSettings,
+) -> (Arc<dyn DataSource>, Option<Arc<history::Core>>) {
+    match (&spec.history, &settings.history_store) {
+        (Some(declared), Some(store)) => {
+            let historical = Historical::new(spec, declared.clone(), source, store.clone());
+            let core = historical.core().clone();
+            (Arc::new(historical), Some(core))
+        }
+        _ => (source, None),
     }
 }
 

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 use crate::cache::{CachedAnswer, Fetched};
 use crate::kinds::{SourceError, SourceSpec};
 use crate::merge::{merge, Merged, Policies};
-use crate::model::{Dataset, QueryParams, SourceData};
+use crate::model::{Dataset, HistoryNote, QueryParams, SourceData};
 
 /// An error as clients see it: a stable code and a message without internals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -124,6 +124,9 @@ struct SourceReport {
     /// The summary fields this source supplied, so a dashboard can say where a total comes from.
     summary_fields: Vec<String>,
     warnings: Vec<String>,
+    /// How the history store took part (only for sources that declare `history:`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    history: Option<HistoryNote>,
 }
 
 /// The days the answer covers, both ends included.
@@ -281,6 +284,7 @@ fn source_report(spec: &SourceSpec, outcome: &Outcome) -> SourceReport {
         missing_datasets: Vec::new(),
         summary_fields: Vec::new(),
         warnings: Vec::new(),
+        history: None,
     };
     match outcome {
         Outcome::Skipped(why) => {
@@ -313,6 +317,7 @@ fn source_report(spec: &SourceSpec, outcome: &Outcome) -> SourceReport {
                 .map(|summary| summary.keys().cloned().collect())
                 .unwrap_or_default();
             report.warnings = fetched.data.warnings.clone();
+            report.history = fetched.data.history.clone();
         }
         Outcome::Done {
             result: Err(err),

@@ -30,7 +30,9 @@ pub use context::{
 };
 pub use schema::KindSchema;
 
-use crate::config::{FilterSpec, Mappings, MergePolicies, MergePolicy, Problems, StaleConfig};
+use crate::config::{
+    FilterSpec, HistorySpec, Mappings, MergePolicies, MergePolicy, Problems, StaleConfig,
+};
 use crate::mapping::MappingError;
 use crate::model::{Dataset, QueryParams, SourceData};
 use crate::plugin::PluginError;
@@ -138,11 +140,16 @@ pub struct SourceSpec {
     pub mappings: Mappings,
     pub merge: MergePolicies,
     pub kind: KindSpec,
+    /// `history:`: settled days kept in the history store; `None` when not declared.
+    pub history: Option<HistorySpec>,
     /// Values that came from the environment: redacted from every message about this source.
     pub secrets: Arc<Vec<String>>,
     /// A digest of everything the source was built from (see `load`): equal fingerprints
     /// mean a reload may keep the running source with its caches and connections.
     pub fingerprint: [u8; 32],
+    /// A digest of what decides the source's numbers (kind, connection as written, queries,
+    /// mappings, referenced files): history days stored under another are not used.
+    pub definition: String,
 }
 
 /// Only what identifies the source: the environment values in `secrets` and the kind's
@@ -313,6 +320,17 @@ pub trait DataSource: Send + Sync {
     async fn initialize(&self) -> Result<(), SourceError>;
     /// Runs the source's queries for `params` and maps them into the unified model.
     async fn fetch_metrics(&self, params: &QueryParams) -> Result<SourceData, SourceError>;
+    /// Answers only `datasets` (the history store asks for fewer than all). Kinds that run
+    /// one query per dataset run only those; others fetch everything and drop the rest.
+    async fn fetch_datasets(
+        &self,
+        params: &QueryParams,
+        datasets: &BTreeSet<Dataset>,
+    ) -> Result<SourceData, SourceError> {
+        let mut data = self.fetch_metrics(params).await?;
+        data.keep(datasets);
+        Ok(data)
+    }
     /// Cheap liveness probe.
     async fn health_check(&self) -> Result<(), SourceError>;
     /// Releases connections at shutdown.

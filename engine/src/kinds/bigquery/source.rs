@@ -9,7 +9,7 @@
 //! for [`map_rows`]. BigQuery's error envelope becomes an auth, rate-limit or upstream
 //! [`SourceError`] whose message holds no secret.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -428,9 +428,19 @@ impl DataSource for BigquerySource {
     }
 
     async fn fetch_metrics(&self, params: &QueryParams) -> Result<SourceData, SourceError> {
+        self.fetch_datasets(params, &self.spec.datasets).await
+    }
+
+    /// Only the queries of `datasets` run, so only they are billed.
+    async fn fetch_datasets(
+        &self,
+        params: &QueryParams,
+        datasets: &BTreeSet<Dataset>,
+    ) -> Result<SourceData, SourceError> {
         let deadline = Instant::now() + self.timeout;
         let client = self.client().await?;
-        let results = try_join_all(self.spec.datasets.iter().map(|&dataset| {
+        let wanted = self.spec.datasets.intersection(datasets);
+        let results = try_join_all(wanted.map(|&dataset| {
             let client = &client;
             async move {
                 let rows = self.run(client, dataset, params, deadline).await?;

@@ -2,7 +2,7 @@
 //! into SQL with placeholders, its values bound, the four queries run concurrently on the
 //! pool, and the rows mapped into the unified model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -178,10 +178,19 @@ impl DataSource for SqlSource {
     }
 
     async fn fetch_metrics(&self, params: &QueryParams) -> Result<SourceData, SourceError> {
+        self.fetch_datasets(params, &self.spec.datasets).await
+    }
+
+    /// Only the queries of `datasets` run.
+    async fn fetch_datasets(
+        &self,
+        params: &QueryParams,
+        datasets: &BTreeSet<Dataset>,
+    ) -> Result<SourceData, SourceError> {
         let pool = self.pool().await?;
         let results =
             try_join_all(
-                self.spec.datasets.iter().map(|&dataset| {
+                self.spec.datasets.intersection(datasets).map(|&dataset| {
                     let pool = &pool;
                     async move {
                         Ok::<_, SourceError>((dataset, self.run(pool, dataset, params).await?))

@@ -24,6 +24,9 @@ use crate::model::QueryParams;
 use crate::plugin::{self, PluginError};
 use crate::scaffold;
 
+pub mod history;
+pub use history::{HistoryBackfillArgs, HistoryVerifyArgs};
+
 /// `metrics-hub serve`: the HTTP API over the sources of a directory.
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
@@ -71,6 +74,10 @@ pub struct ServeArgs {
     /// Record no metrics and answer /metrics with 404.
     #[arg(long, env = "METRICS_HUB_NO_METRICS")]
     pub no_metrics: bool,
+    /// The history store of sources that declare `history:`: a postgres:// URL to share
+    /// one among several hubs (default: history.sqlite in the data directory).
+    #[arg(long, env = "METRICS_HUB_STORE", value_name = "URL")]
+    pub store: Option<String>,
     #[command(flatten)]
     pub access: AccessArgs,
     #[command(flatten)]
@@ -238,6 +245,8 @@ pub enum CliError {
     Json(#[from] serde_json::Error),
     #[error(transparent)]
     UnsafeDefaults(#[from] crate::api::access::UnsafeDefaults),
+    #[error(transparent)]
+    Store(#[from] crate::history::StoreError),
     #[error("{0}")]
     Settings(String),
     #[error("cannot watch the sources directory (use --no-watch to do without): {0}")]
@@ -273,6 +282,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         },
         sources_dir: Some(args.sources.clone()),
         env_file: args.env_file.clone(),
+        history_store: Some(history::open_store(args.store.as_deref()).await?),
         ..HubSettings::default()
     };
     let hub = Arc::new(Hub::new(loaded, hub_settings));
