@@ -64,7 +64,8 @@ fn map_row(
             FieldType::Count if raw.is_null() => Value::from(0),
             FieldType::Count => coerce_count(&raw).ok_or_else(|| fail("a non-negative number"))?,
             FieldType::Date => coerce_date(&raw)
-                .map(|date| Value::from(date.format("%Y-%m-%d").to_string()))
+                // NaiveDate's Display is YYYY-MM-DD, without strftime's per-call parsing.
+                .map(|date| Value::from(date.to_string()))
                 .ok_or_else(|| fail("a date (YYYYMMDD, YYYY-MM-DD or a timestamp)"))?,
             FieldType::Label => coerce_label(&raw).ok_or_else(|| fail("a non-empty name"))?,
         };
@@ -116,6 +117,11 @@ fn parse_number(text: &str) -> Option<Number> {
 /// Dates: `YYYYMMDD` (GA4's event_date, as text or integer), `YYYY-MM-DD`, and timestamps
 /// (RFC 3339 ones are converted to UTC first).
 pub fn coerce_date(raw: &Value) -> Option<NaiveDate> {
+    if let Value::String(text) = raw {
+        if let Some(date) = utc_day_prefix(text) {
+            return Some(date);
+        }
+    }
     let text = match raw {
         Value::String(text) => text.trim().to_owned(),
         Value::Number(number) => number.as_u64()?.to_string(),
@@ -134,6 +140,44 @@ pub fn coerce_date(raw: &Value) -> Option<NaiveDate> {
         .iter()
         .find_map(|format| NaiveDateTime::parse_from_str(&text, format).ok())
         .map(|stamp| stamp.date())
+}
+
+/// The day of `YYYY-MM-DD`, alone or starting a UTC timestamp (`...T12:00:00Z`,
+/// `...T12:00:00.5+00:00`, `... 12:00:00`), read without a format parser: this runs for
+/// every record a REST source groups by day. Anything else (another offset, which can
+/// move the day) is left to the general parsers.
+fn utc_day_prefix(text: &str) -> Option<NaiveDate> {
+    let bytes = text.as_bytes();
+    if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let utc = match bytes.get(10) {
+        None => true,
+        Some(b'T' | b' ') => {
+            let time = &text[11..];
+            time.ends_with('Z') || time.ends_with("+00:00") || !time.contains(['+', '-', 'Z'])
+        }
+        Some(_) => false,
+    };
+    if !utc {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| {
+        bytes[range].iter().try_fold(0u32, |n, &b| {
+            b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+        })
+    };
+    let year = i32::try_from(digits(0..4)?).ok()?;
+    let date = NaiveDate::from_ymd_opt(year, digits(5..7)?, digits(8..10)?)?;
+    // The rest must still be a time: check it as the general parser would.
+    if bytes.len() > 10 {
+        let checked = DateTime::parse_from_rfc3339(text).is_ok()
+            || ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+                .iter()
+                .any(|format| NaiveDateTime::parse_from_str(text, format).is_ok());
+        return checked.then_some(date);
+    }
+    Some(date)
 }
 
 fn coerce_label(raw: &Value) -> Option<Value> {
@@ -185,6 +229,22 @@ mod tests {
         }
         assert_eq!(coerce_date(&json!("20261340")), None);
         assert_eq!(coerce_date(&json!("yesterday")), None);
+        // The fast path for UTC stamps agrees with the general parsers, and leaves
+        // anything that is not a whole timestamp to them.
+        for raw in [
+            "2026-02-10T23:59:59.123Z",
+            "2026-02-10T23:59:59+00:00",
+            "2026-02-10T23:30:00-05:00",
+        ] {
+            let general = DateTime::parse_from_rfc3339(raw)
+                .unwrap()
+                .naive_utc()
+                .date();
+            assert_eq!(coerce_date(&json!(raw)), Some(general), "{raw}");
+        }
+        for bad in ["2026-02-10Tnonsense", "2026-02-30", "2026-02-10T25:00:00Z"] {
+            assert_eq!(coerce_date(&json!(bad)), None, "{bad}");
+        }
     }
 
     #[test]

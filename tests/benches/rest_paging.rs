@@ -10,11 +10,13 @@
 //!    peak at N (memory follows the page size, not the total).
 //! 2. Transforms: the same listing of 10 x N events feeding all four datasets through
 //!    `compute:`, `classify:`, `where:` and per-field `where:` (the client from the URL's
-//!    subdomain, the feature from its path, page views by type), against the plain daily
-//!    aggregation of step 1, both measured in this run. Reported: records per second and
-//!    peak heap of each. Targets: the transformed listing at least half as fast as the
-//!    plain one (the expressions cost, but not more than the paging itself), and its peak
-//!    heap at 10 x N below twice its peak at N (still bounded by the page size).
+//!    subdomain, the feature from its path, page views by type), against the same listing
+//!    feeding the same four aggregations without transforms (grouped by the records' own
+//!    `client` and `feature` fields), both measured in this run; step 1's single daily
+//!    aggregation is shown beside them. Reported: records per second and peak heap of
+//!    each. Targets: the transformed listing at least half as fast as the untransformed
+//!    one (seven expressions a record cost, but not more than the rest of the work), and
+//!    its peak heap at 10 x N below twice its peak at N (still bounded by the page size).
 //! 3. Fan-out: ten REST sources, each answering after 100 ms, behind one hub; caches are
 //!    cleared before each request to `/api/metrics`. Target: median wall time < 150 ms
 //!    (parallel; serial would be over 1 s).
@@ -293,6 +295,48 @@ queries:
     )
 }
 
+/// The same four aggregations as [`transformed_source`] over the records' own fields,
+/// with no `compute:`, `classify:` or `where:`: what the transforms are measured against.
+fn untransformed_source(base: &str, take: u64) -> String {
+    let listing = listing(take);
+    format!(
+        r#"id: paging
+name: Paging
+kind: rest
+timeout: 120s
+cache:
+  ttl: 0s
+connection:
+  base_url: {base}
+queries:
+  summary:
+{listing}    aggregate:
+      fields:
+        total_events: {{ op: count }}
+        total_users: {{ op: count_distinct, field: contact.id }}
+        active_clients: {{ op: count_distinct, field: client }}
+  daily:
+{listing}    aggregate:
+      group_by: {{ field: created_at }}
+      fields:
+        events: {{ op: count }}
+        users: {{ op: count_distinct, field: contact.id }}
+  features:
+{listing}    aggregate:
+      group_by: {{ field: feature }}
+      fields:
+        views: {{ op: count }}
+        users: {{ op: count_distinct, field: contact.id }}
+  clients:
+{listing}    aggregate:
+      group_by: {{ field: client }}
+      fields:
+        events: {{ op: count }}
+        users: {{ op: count_distinct, field: contact.id }}
+"#
+    )
+}
+
 struct Paged {
     records_per_second: f64,
     elapsed: Duration,
@@ -409,10 +453,12 @@ async fn transforms(
     println!("-- transforms: one listing into four datasets (compute, classify, where), best of {rounds} round(s)");
     let few = page_through(&transformed_source(base, small), small, rounds).await?;
     let many = page_through(&transformed_source(base, records), records, rounds).await?;
+    let untransformed = page_through(&untransformed_source(base, records), records, rounds).await?;
     for (what, n, paged) in [
-        ("transformed", small, &few),
-        ("transformed", records, &many),
-        ("plain daily", records, plain),
+        ("transformed  ", small, &few),
+        ("transformed  ", records, &many),
+        ("untransformed", records, &untransformed),
+        ("plain daily  ", records, plain),
     ] {
         println!(
             "   {what} {n:>7} records: {} ({:.0} records/s), peak heap +{}",
@@ -421,13 +467,13 @@ async fn transforms(
             mib(paged.peak)
         );
     }
-    let speed = many.records_per_second / plain.records_per_second;
+    let speed = many.records_per_second / untransformed.records_per_second;
     verdict.target(
         quick,
         speed >= MIN_TRANSFORM_RATIO,
         format!(
-            "transformed at x{speed:.2} the plain rate ({:.0} vs {:.0} records/s; target >= x{MIN_TRANSFORM_RATIO})",
-            many.records_per_second, plain.records_per_second
+            "transformed at x{speed:.2} the untransformed rate ({:.0} vs {:.0} records/s; target >= x{MIN_TRANSFORM_RATIO})",
+            many.records_per_second, untransformed.records_per_second
         ),
     );
     let ratio = many.peak as f64 / few.peak.max(1) as f64;

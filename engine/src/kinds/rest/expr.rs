@@ -2,23 +2,19 @@
 //! and `classify.from`, over `record` (one raw record) and the request parameters (`days`,
 //! `start_date`, `end_date`, `filters.NAME`).
 //!
-//! All expressions of a source live in one environment that knows only the filters listed
-//! in [`FILTERS`] (no globals: expressions never see configuration or secrets). Each is
-//! checked when the file loads: its syntax, every name it reads and every filter and test
-//! it applies; evaluation then cannot meet an unknown name. Each evaluation runs with a
-//! fuel limit, so a pathological expression fails its dataset instead of stalling the hub.
-//!
-//! An expression is stored as the template `{{ __out((EXPR)) }}`: rendering hands the
-//! value to `__out`, which keeps it for the caller, typed, on this thread (rendering is
-//! synchronous, so nothing else runs between the render and the take).
+//! Every expression is compiled in one process-wide environment that knows only the
+//! filters listed in [`FILTERS`] (no globals: expressions never see configuration or
+//! secrets), and kept compiled with its source. Each is checked when the file loads: its
+//! syntax, every name it reads and every filter and test it applies; evaluation then
+//! cannot meet an unknown name. Each evaluation runs with a fuel limit, so a pathological
+//! expression fails its dataset instead of stalling the hub.
 
-use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use chrono::{DateTime, NaiveDate};
 use minijinja::value::{Enumerator, Object, ObjectRepr, ValueKind};
-use minijinja::{Environment, Error, ErrorKind, UndefinedBehavior, Value};
+use minijinja::{Environment, Error, ErrorKind, Expression, UndefinedBehavior, Value};
 use regex::Regex;
 
 use crate::mapping::coerce_date;
@@ -26,8 +22,9 @@ use crate::template::{request_values, unknown_variable};
 
 /// Instructions one evaluation may run.
 const FUEL: u64 = 20_000;
-/// Distinct regular expressions a source keeps compiled.
-const MAX_REGEXES: usize = 64;
+/// Distinct regular expressions kept compiled (the patterns are literals of the loaded
+/// files' expressions, so this bounds a cache that is normally never full).
+const MAX_REGEXES: usize = 256;
 
 /// The filters expressions may apply, and the tests (`x is defined`).
 pub const FILTERS: &[&str] = &[
@@ -66,17 +63,23 @@ const TESTS: &[&str] = &[
 /// Request parameters an expression may read besides `record` and `filters.NAME`.
 const ROOTS: &[&str] = &["record", "days", "start_date", "end_date", "filters"];
 
-thread_local! {
-    static OUT: RefCell<Option<Value>> = const { RefCell::new(None) };
-}
+/// The environment every expression is compiled in.
+static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::empty();
+    env.set_undefined_behavior(UndefinedBehavior::Lenient);
+    env.set_fuel(Some(FUEL));
+    add_filters(&mut env);
+    env
+});
 
 /// One compiled expression of a source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExprId(usize);
 
 /// The expressions of one source.
+#[derive(Default)]
 pub struct Expressions {
-    env: Environment<'static>,
+    compiled: Vec<Expression<'static, 'static>>,
     sources: Vec<String>,
 }
 
@@ -88,34 +91,16 @@ impl std::fmt::Debug for Expressions {
     }
 }
 
-impl Default for Expressions {
-    fn default() -> Expressions {
-        Expressions::new()
-    }
-}
-
 impl Expressions {
     pub fn new() -> Expressions {
-        let mut env = Environment::empty();
-        env.set_undefined_behavior(UndefinedBehavior::Lenient);
-        env.set_fuel(Some(FUEL));
-        env.add_function("__out", |value: Value| {
-            OUT.with(|out| *out.borrow_mut() = Some(value));
-            Value::from("")
-        });
-        add_filters(&mut env);
-        Expressions {
-            env,
-            sources: Vec::new(),
-        }
+        Expressions::default()
     }
 
     /// Checks and compiles `source`; the problem, worded for a config report, otherwise.
     /// `declared` are the source's request filters.
     pub fn add(&mut self, source: &str, declared: &BTreeSet<String>) -> Result<ExprId, String> {
-        let expression = self
-            .env
-            .compile_expression(source)
+        let expression = ENV
+            .compile_expression_owned(source.to_owned())
             .map_err(|err| format!("not a valid expression: {}", describe(&err)))?;
         let mut problems: Vec<String> = expression
             .undeclared_variables(true)
@@ -129,10 +114,7 @@ impl Expressions {
             return Err(problems.join("; "));
         }
         let id = ExprId(self.sources.len());
-        let template = format!("{{{{ __out(({source})) }}}}");
-        self.env
-            .add_template_owned(format!("e{}", id.0), template)
-            .map_err(|err| format!("not a valid expression: {}", describe(&err)))?;
+        self.compiled.push(expression);
         self.sources.push(source.to_owned());
         Ok(id)
     }
@@ -142,15 +124,11 @@ impl Expressions {
         &self.sources[id.0]
     }
 
-    /// Evaluates `id` in `context` (from [`Expressions::context`]).
+    /// Evaluates `id` in `context` (a [`RecordContext::value`]).
     pub fn eval(&self, id: ExprId, context: &Value) -> Result<Value, String> {
-        let template = self
-            .env
-            .get_template(&format!("e{}", id.0))
-            .map_err(|err| describe(&err))?;
-        OUT.with(|out| out.borrow_mut().take());
-        template.render(context).map_err(|err| describe(&err))?;
-        Ok(OUT.with(|out| out.borrow_mut().take()).unwrap_or_default())
+        self.compiled[id.0]
+            .eval(context)
+            .map_err(|err| describe(&err))
     }
 
     /// Whether `id` holds for the record in `context`: Jinja truthiness.
@@ -165,18 +143,42 @@ impl Expressions {
         request_values(params, |date| Value::from(date.to_string()))
     }
 
-    /// What an expression sees: `record` (its fields, with `added` in front) and the
-    /// request's parameters in `request` (from [`Expressions::request`]).
+    /// What an expression sees: `record` (its fields, with those added by
+    /// [`RecordContext::add`] in front) and the request's parameters in `request` (from
+    /// [`Expressions::request`]). One per record, however many expressions read it.
     pub fn context(
         record: &Arc<serde_json::Map<String, serde_json::Value>>,
-        added: &[(String, serde_json::Value)],
         request: &Value,
-    ) -> Value {
-        let view = RecordView {
+    ) -> RecordContext {
+        let view = Arc::new(RecordView {
             base: record.clone(),
-            added: added.to_vec(),
-        };
-        minijinja::context! { record => Value::from_object(view), ..request.clone() }
+            added: Mutex::default(),
+        });
+        let value = minijinja::context! { record => Value::from_dyn_object(view.clone()), ..request.clone() };
+        RecordContext { view, value }
+    }
+}
+
+/// One record's evaluation context, and the fields computed for it so far.
+pub struct RecordContext {
+    view: Arc<RecordView>,
+    value: Value,
+}
+
+impl RecordContext {
+    /// The context expressions are evaluated in.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// Adds a computed field that later expressions read as `record.NAME`.
+    pub fn add(&self, name: String, value: serde_json::Value) {
+        self.view.added().push((name, value));
+    }
+
+    /// The computed fields, in order.
+    pub fn into_added(self) -> Vec<(String, serde_json::Value)> {
+        std::mem::take(&mut *self.view.added())
     }
 }
 
@@ -185,7 +187,15 @@ impl Expressions {
 #[derive(Debug)]
 struct RecordView {
     base: Arc<serde_json::Map<String, serde_json::Value>>,
-    added: Vec<(String, serde_json::Value)>,
+    added: Mutex<Vec<(String, serde_json::Value)>>,
+}
+
+impl RecordView {
+    fn added(&self) -> std::sync::MutexGuard<'_, Vec<(String, serde_json::Value)>> {
+        self.added
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 impl Object for RecordView {
@@ -195,29 +205,42 @@ impl Object for RecordView {
 
     fn get_value(self: &Arc<Self>, key: &Value) -> Option<Value> {
         let key = key.as_str()?;
-        let found = self
-            .added
+        let added = self.added();
+        let found = added
             .iter()
             .rev()
             .find(|(name, _)| name == key)
             .map(|(_, value)| value)
             .or_else(|| self.base.get(key))?;
-        Some(Value::from_serialize(found))
+        Some(from_json(found))
     }
 
     fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let added = self.added();
         let mut keys: Vec<Value> = self
             .base
             .keys()
-            .filter(|key| !self.added.iter().any(|(name, _)| name == *key))
+            .filter(|key| !added.iter().any(|(name, _)| name == *key))
             .map(|key| Value::from(key.as_str()))
             .collect();
-        keys.extend(
-            self.added
-                .iter()
-                .map(|(name, _)| Value::from(name.as_str())),
-        );
+        keys.extend(added.iter().map(|(name, _)| Value::from(name.as_str())));
         Enumerator::Values(keys)
+    }
+}
+
+/// A JSON value as expressions read it; scalars directly, without serde's machinery
+/// (this runs for every field an expression reads of every record).
+pub fn from_json(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::from(()),
+        serde_json::Value::Bool(flag) => Value::from(*flag),
+        serde_json::Value::String(text) => Value::from(text.as_str()),
+        serde_json::Value::Number(number) => match (number.as_i64(), number.as_u64()) {
+            (Some(signed), _) => Value::from(signed),
+            (None, Some(unsigned)) => Value::from(unsigned),
+            _ => Value::from(number.as_f64().unwrap_or(f64::NAN)),
+        },
+        nested => Value::from_serialize(nested),
     }
 }
 
@@ -360,11 +383,11 @@ fn add_filters(env: &mut Environment<'static>) {
     let cache = regexes.clone();
     env.add_filter(
         "regex_capture",
-        move |value: Value, pattern: String, group: Option<usize>| -> Result<Value, Error> {
+        move |value: Value, pattern: &str, group: Option<usize>| -> Result<Value, Error> {
             let Some(text) = value.as_str() else {
                 return Ok(Value::from(()));
             };
-            let regex = compiled(&cache, &pattern)?;
+            let regex = compiled(&cache, pattern)?;
             let captured = regex
                 .captures(text)
                 .and_then(|c| c.get(group.unwrap_or(1)))
@@ -374,8 +397,8 @@ fn add_filters(env: &mut Environment<'static>) {
     );
     env.add_filter(
         "regex_match",
-        move |value: Value, pattern: String| -> Result<bool, Error> {
-            let regex = compiled(&regexes, &pattern)?;
+        move |value: Value, pattern: &str| -> Result<bool, Error> {
+            let regex = compiled(&regexes, pattern)?;
             Ok(value.as_str().is_some_and(|text| regex.is_match(text)))
         },
     );
@@ -386,9 +409,8 @@ fn add_filters(env: &mut Environment<'static>) {
         url_part(&value, |url| Some(url.path().to_owned()))
     });
     env.add_filter("date", |value: Value| {
-        day(&value).map_or(Value::from(()), |d| {
-            Value::from(d.format("%Y-%m-%d").to_string())
-        })
+        // NaiveDate's Display is YYYY-MM-DD, without strftime's per-call parsing.
+        day(&value).map_or(Value::from(()), |d| Value::from(d.to_string()))
     });
     env.add_filter("lower", minijinja::filters::lower);
     env.add_filter("upper", minijinja::filters::upper);
@@ -501,7 +523,10 @@ mod tests {
             unreachable!()
         };
         exprs
-            .eval(id, &Expressions::context(&Arc::new(record), &[], &request))
+            .eval(
+                id,
+                Expressions::context(&Arc::new(record), &request).value(),
+            )
             .unwrap()
     }
 
@@ -626,9 +651,12 @@ mod tests {
             exprs.add(&long, &BTreeSet::new()).unwrap(),
             exprs.add(&short, &BTreeSet::new()).unwrap(),
         );
-        let context = Expressions::context(&Arc::default(), &[], &Value::from(()));
-        assert_eq!(exprs.eval(short, &context).unwrap(), Value::from(1_000));
-        let err = exprs.eval(long, &context).unwrap_err();
+        let context = Expressions::context(&Arc::default(), &Value::from(()));
+        assert_eq!(
+            exprs.eval(short, context.value()).unwrap(),
+            Value::from(1_000)
+        );
+        let err = exprs.eval(long, context.value()).unwrap_err();
         assert!(err.contains("fuel"), "{err}");
     }
 
@@ -651,7 +679,10 @@ mod tests {
                 unreachable!()
             };
             exprs
-                .holds(id, &Expressions::context(&Arc::new(record), &[], &request))
+                .holds(
+                    id,
+                    Expressions::context(&Arc::new(record), &request).value(),
+                )
                 .unwrap()
         };
         assert!(holds("2026-03-15T10:00:00Z"));

@@ -109,35 +109,33 @@ impl Transforms {
         base: &Arc<Map<String, Value>>,
         request: &minijinja::Value,
     ) -> Result<(bool, Vec<(String, Value)>), String> {
-        let mut added: Vec<(String, Value)> = Vec::new();
-        let context = |added: &[(String, Value)]| Expressions::context(base, added, request);
+        let context = Expressions::context(base, request);
+        let eval = |id: ExprId, name: &str| {
+            exprs
+                .eval(id, context.value())
+                .map_err(|err| failed(exprs, id, name, err))
+        };
         for (name, id) in &self.compute {
-            let value = exprs
-                .eval(*id, &context(&added))
-                .map_err(|err| failed(exprs, *id, name, err))?;
-            added.push((name.clone(), to_json(&value)));
+            let value = eval(*id, name)?;
+            context.add(name.clone(), to_json(&value));
         }
         for classify in &self.classify {
-            let text = exprs
-                .eval(classify.from, &context(&added))
-                .map_err(|err| failed(exprs, classify.from, &classify.name, err))?;
+            let text = eval(classify.from, &classify.name)?;
             let value = match text.as_str().and_then(|text| first_match(classify, text)) {
                 Some(value) => Value::from(value),
                 None => match &classify.otherwise {
-                    Otherwise::Drop => return Ok((false, added)),
+                    Otherwise::Drop => return Ok((false, context.into_added())),
                     Otherwise::Null => Value::Null,
                     Otherwise::Value(value) => Value::from(value.as_str()),
                 },
             };
-            added.push((classify.name.clone(), value));
+            context.add(classify.name.clone(), value);
         }
         let keep = match self.keep {
             None => true,
-            Some(id) => exprs
-                .holds(id, &context(&added))
-                .map_err(|err| failed(exprs, id, "where", err))?,
+            Some(id) => eval(id, "where")?.is_true(),
         };
-        Ok((keep, added))
+        Ok((keep, context.into_added()))
     }
 }
 
@@ -153,13 +151,13 @@ pub fn holding(
         return Ok((record, None));
     }
     let (record, mask) = shared(record, |base| {
-        let context = Expressions::context(base, &[], request);
+        let context = Expressions::context(base, request);
         wheres
             .iter()
             .map(|when| match when {
                 None => Ok(true),
                 Some(id) => exprs
-                    .holds(*id, &context)
+                    .holds(*id, context.value())
                     .map_err(|err| failed(exprs, *id, "where", err)),
             })
             .collect::<Result<Vec<bool>, String>>()
@@ -190,10 +188,21 @@ fn failed(exprs: &Expressions, id: ExprId, what: &str, err: String) -> String {
 
 /// An expression's value as JSON; undefined becomes null.
 pub fn to_json(value: &minijinja::Value) -> Value {
-    if value.is_undefined() {
-        return Value::Null;
+    use minijinja::value::ValueKind;
+    match value.kind() {
+        ValueKind::Undefined | ValueKind::None => Value::Null,
+        ValueKind::Bool => Value::Bool(value.is_true()),
+        ValueKind::String => value.as_str().map_or(Value::Null, Value::from),
+        ValueKind::Number if value.is_integer() => match value.as_i64() {
+            Some(integer) => Value::from(integer),
+            None => serde_json::to_value(value).unwrap_or(Value::Null),
+        },
+        ValueKind::Number => f64::try_from(value.clone())
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(Value::Null, Value::Number),
+        _ => serde_json::to_value(value).unwrap_or(Value::Null),
     }
-    serde_json::to_value(value).unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
@@ -209,6 +218,24 @@ mod tests {
             Value::Object(map) => map,
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn values_cross_between_json_and_expressions_unchanged() {
+        for value in [
+            json!(null),
+            json!(true),
+            json!("text"),
+            json!(-3),
+            json!(u64::MAX),
+            json!(1.5),
+            json!([1, "a"]),
+            json!({"a": {"b": 2}}),
+        ] {
+            let through = to_json(&super::super::expr::from_json(&value));
+            assert_eq!(through, value, "{value}");
+        }
+        assert_eq!(to_json(&minijinja::Value::UNDEFINED), Value::Null);
     }
 
     fn features(exprs: &mut Expressions, otherwise: Otherwise) -> Transforms {
