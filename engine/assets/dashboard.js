@@ -196,6 +196,7 @@
 
     const data = answer.ok ? body.data : null;
     renderCards(data ? data.summary : {}, details);
+    renderDerived(data ? data.derived || [] : []);
     renderDaily(state, data, compared);
     renderFeatures(data ? data.featureMetrics : []);
     clients = data ? data.clientMetrics : [];
@@ -277,6 +278,47 @@
           : [el("span", { class: "muted" }, details.some((d) => d.status === "ok") ? "no source provides this" : "")]),
       );
     }
+  }
+
+  const percent = new Intl.NumberFormat(undefined, { style: "percent", maximumFractionDigits: 1 });
+  const decimal = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+
+  /** A derived value as its format says: a fraction as a percentage, a count whole. */
+  function formatDerived(metric, value) {
+    if (typeof value !== "number") return "–";
+    if (metric.format === "percent") return percent.format(value);
+    if (metric.format === "count") return formatCount(Math.round(value));
+    return decimal.format(value);
+  }
+
+  /** One card per derived metric (`data.derived`), and their daily lines on one chart. */
+  function renderDerived(metrics) {
+    $("#derived-section").hidden = metrics.length === 0;
+    $("#derived-cards").replaceChildren(
+      ...metrics.map((m) => el("article", { class: "card", "data-derived": m.name, title: `${m.description || m.label}\nFrom ${m.inputs.join(", ")}` },
+        el("h3", {}, m.label),
+        el("p", { class: "value", "data-value": typeof m.value === "number" ? String(m.value) : "" }, formatDerived(m, m.value),
+          m.unit && typeof m.value === "number" ? el("span", { class: "unit" }, ` ${m.unit}`) : null),
+        el("p", { class: "badges muted" }, m.missing.length ? `no data for ${m.missing.join(", ")}` : m.inputs.map((i) => i.split(".")[0]).filter((v, i, all) => all.indexOf(v) === i).join(" · ")))),
+    );
+    const lines = metrics.filter((m) => m.daily.length);
+    $("#derived-daily-panel").hidden = lines.length === 0;
+    if (!lines.length) return;
+    const dates = [...new Set(lines.flatMap((m) => m.daily.map((d) => d.date)))].sort();
+    const canvas = $("#derived-chart");
+    canvas.setAttribute("aria-label", `Derived metrics per day: ${lines.map((m) => m.label).join(", ")}`);
+    chart("derived", canvas, {
+      type: "line",
+      data: {
+        labels: dates,
+        datasets: lines.map((m, i) => {
+          const byDate = new Map(m.daily.map((d) => [d.date, d.value]));
+          const color = PALETTE[(i + 2) % PALETTE.length];
+          return { label: m.label, data: dates.map((d) => byDate.get(d) ?? null), borderColor: color, backgroundColor: color, tension: 0.2, pointRadius: 0 };
+        }),
+      },
+      options: { ...BASE_OPTIONS, scales: { x: DAY_AXIS, y: { beginAtZero: true } } },
+    });
   }
 
   function chart(name, canvas, config) {

@@ -21,6 +21,8 @@
 //!   [`merge`]: sources' answers combined by policy. [`plugin`]: the wasmtime host.
 //! - [`kinds`]: the `DataSource` contract and one folder per kind (sql, rest, bigquery,
 //!   wasm), each with its config and its runtime.
+//! - [`derived`]: derived metrics (`metrics.d/`), checked against the sources and
+//!   evaluated over an answer.
 //! - [`load`]: a directory -> validated sources. [`cache`]: per-source and merged
 //!   answers (moka, single flight). [`history`]: settled days in SQLite or PostgreSQL, so
 //!   requests query only the days that can still change.
@@ -37,6 +39,7 @@ pub mod api;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod derived;
 pub mod history;
 pub mod hub;
 pub mod kinds;

@@ -16,6 +16,7 @@ use crate::config::locate::locate;
 use crate::config::raw::SourceConfig;
 use crate::config::schema::schema_problems;
 use crate::config::{self, interpolate, ConfigError, MergePolicy, Problems};
+use crate::derived::{self, Metric};
 use crate::kinds::{self, KindContext, SourceSpec};
 use crate::merge::Policies;
 use crate::model::Dataset;
@@ -31,6 +32,9 @@ pub struct LoadedSources {
     /// How each field combines across the valid sources (they agree, or the later file
     /// is broken).
     pub policies: Policies,
+    /// The derived metrics of `metrics.d/` beside the directory (their broken files are
+    /// in `broken` too).
+    pub derived: Vec<Metric>,
 }
 
 impl LoadedSources {
@@ -132,18 +136,7 @@ pub fn load_dir_keeping(
         dir: dir.to_owned(),
         source,
     };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(read_error)?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| {
-            path.is_file()
-                && matches!(
-                    path.extension().and_then(|e| e.to_str()),
-                    Some("yaml" | "yml")
-                )
-        })
-        .collect();
-    files.sort();
+    let files = config::yaml_files(dir).map_err(read_error)?;
     let texts = files
         .into_iter()
         .map(|file| {
@@ -156,7 +149,11 @@ pub fn load_dir_keeping(
             (file, text)
         })
         .collect();
-    Ok(load_texts_keeping(texts, env, running))
+    let mut loaded = load_texts_keeping(texts, env, running);
+    let metrics = derived::load_dir(&derived::metrics_dir(dir), &loaded.sources);
+    loaded.broken.extend(metrics.broken);
+    loaded.derived = metrics.metrics;
+    Ok(loaded)
 }
 
 /// Loads source files given as (path, text or read error), in that order; nothing is

@@ -33,19 +33,19 @@ pub struct Merged {
 
 // A record is an open JSON object in Rust; its schema comes from the dataset's declared
 // fields instead, so the description says what each record holds.
-fn summary_schema() -> Object {
+pub fn summary_schema() -> Object {
     Dataset::Summary.record_schema()
 }
 
-fn daily_schema() -> Array {
+pub fn daily_schema() -> Array {
     Array::new(Dataset::Daily.record_schema())
 }
 
-fn features_schema() -> Array {
+pub fn features_schema() -> Array {
     Array::new(Dataset::Features.record_schema())
 }
 
-fn clients_schema() -> Array {
+pub fn clients_schema() -> Array {
     Array::new(Dataset::Clients.record_schema())
 }
 

@@ -25,6 +25,10 @@ fn validate_accepts_the_shipped_sources() {
         stdout.contains("(demo, sql, enabled)") && stdout.contains("(postgres, sql, disabled)"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("(derived metric page_views_per_user)"),
+        "the shipped metrics.d beside sources.d: {stdout}"
+    );
 }
 
 #[test]

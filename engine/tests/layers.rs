@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
     &["config"],
     &["template", "merge", "plugin"],
     &["kinds"],
+    &["derived"],
     &["load", "cache", "history"],
     &["hub"],
     &["api"],

@@ -67,13 +67,23 @@ async fn setup() -> Setup {
     );
     // Invalid: `timeout` is not a duration (line 4, /timeout).
     let bad = "id: bad\nname: Bad file\nkind: sql\ntimeout: soon\nconnection:\n  driver: sqlite\n  url: \"sqlite::memory:\"\nqueries:\n  summary:\n    sql: SELECT 1 AS total_users\n".to_owned();
-    let sources = sources_dir(&[
+    // sources.d and the shipped metrics.d side by side, as in the repository.
+    let root = tempfile::tempdir().unwrap();
+    let sources = root.path().join("sources.d");
+    let files = [
         ("demo.yaml", shipped("demo.yaml")),
         ("postgres.yaml", shipped("postgres.yaml")),
         ("broken.yaml", broken),
         ("bad.yaml", bad),
-    ])
-    .unwrap();
+    ];
+    std::fs::create_dir(&sources).unwrap();
+    for (name, text) in files {
+        std::fs::write(sources.join(name), text).unwrap();
+    }
+    copy_dir(
+        &repo_root().join("metrics.d"),
+        &root.path().join("metrics.d"),
+    );
     let data = tempfile::tempdir().unwrap();
     let env = HashMap::from([
         ("DATABASE_URL".to_owned(), pg_url),
@@ -89,14 +99,68 @@ async fn setup() -> Setup {
         history_store: Some(std::sync::Arc::new(store)),
         ..HubSettings::default()
     };
-    let hub = TestHub::start(sources.path(), &env, settings)
-        .await
-        .unwrap();
+    let hub = TestHub::start(&sources, &env, settings).await.unwrap();
     Setup {
         hub,
         today,
-        _dirs: (data, sources),
+        _dirs: (data, root),
     }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+    }
+}
+
+/// Checks the derived-metric cards and their daily chart against the API's `data.derived`.
+async fn check_derived(browser: &Browser, body: &Value) -> anyhow::Result<()> {
+    let derived = body["data"]["derived"]
+        .as_array()
+        .context("no data.derived")?;
+    ensure!(
+        !derived.is_empty(),
+        "the shipped metrics.d gives no derived metrics"
+    );
+    for metric in derived {
+        let name = metric["name"].as_str().unwrap_or_default();
+        let shown = attribute(
+            browser,
+            &format!("[data-derived=\"{name}\"] .value"),
+            "data-value",
+        )
+        .await?;
+        let expected = metric.get("value").filter(|v| v.is_number());
+        same_as_api(
+            shown.as_deref().is_some_and(|s| same_number(s, expected)),
+            || {
+                format!(
+                    "derived card {name} shows {shown:?}, the API says {}",
+                    metric["value"]
+                )
+            },
+        )?;
+    }
+    let chart = chart_data(browser, "canvas#derived-chart").await?;
+    for metric in derived
+        .iter()
+        .filter(|m| m["daily"].as_array().is_some_and(|d| !d.is_empty()))
+    {
+        let label = metric["label"].as_str().unwrap_or_default();
+        let expected: Vec<Option<f64>> = metric["daily"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["value"].as_f64())
+            .collect();
+        let drawn = chart.data(label)?;
+        same_as_api(drawn == expected.as_slice(), || {
+            format!("derived line {label}: drawn {drawn:?}, the API says {expected:?}")
+        })?;
+    }
+    Ok(())
 }
 
 /// `GET path` on the hub; the JSON body of a 200.
@@ -962,6 +1026,7 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
             );
             check_daily_chart(b, &body).await?;
             check_features_chart(b, &body).await?;
+            check_derived(b, &body).await?;
             check_labels(b).await?;
             b.screenshot("dashboard.png").await?;
             Ok(())

@@ -461,6 +461,10 @@ pub fn validate(dir: &Path, out: &mut impl Write) -> Result<bool, CliError> {
     for spec in &loaded.sources {
         valid &= validate_source(spec, out)?;
     }
+    for metric in &loaded.derived {
+        let (file, name) = (metric.file.display(), &metric.name);
+        writeln!(out, "ok    {file} (derived metric {name})")?;
+    }
     for err in loaded.errors() {
         writeln!(out, "error {err}")?;
     }

@@ -32,6 +32,22 @@ pub use history::HistorySpec;
 pub use problems::Problems;
 pub use raw::MergePolicy;
 
+/// The `*.yaml` and `*.yml` files of `dir`, sorted by name.
+pub fn yaml_files(dir: &std::path::Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| {
+            path.is_file()
+                && matches!(
+                    path.extension().and_then(|e| e.to_str()),
+                    Some("yaml" | "yml")
+                )
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// One problem in one source file.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct ConfigError {

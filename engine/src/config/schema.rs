@@ -17,21 +17,23 @@ pub const SOURCE_SCHEMA: &str = include_str!("../../../schemas/source.schema.jso
 
 fn schema() -> &'static jsonschema::Validator {
     static SCHEMA: OnceLock<jsonschema::Validator> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        let schema: Value =
-            serde_json::from_str(SOURCE_SCHEMA).expect("the embedded schema is JSON");
-        // Validated with the draft-7 engine although the file says 2020-12 (for editors):
-        // building a 2020-12 validator first compiles the 2020-12 meta-schema, which stays
-        // in memory for good and measured ~138 MB of heap against ~22 MB for draft 7. The
-        // schema keeps to keywords both drafts share; the tests check it is valid 2020-12
-        // and that this validator and the typed config agree on every fixture.
-        // The `regex` engine, not fancy-regex: our patterns need no look-around, and
-        // `regex` matches in linear time whatever text a source file holds.
-        jsonschema::draft7::options()
-            .with_pattern_options(jsonschema::PatternOptions::regex())
-            .build(&schema)
-            .expect("the embedded schema is a valid 2020-12 schema")
-    })
+    SCHEMA.get_or_init(|| validator(SOURCE_SCHEMA))
+}
+
+/// A validator of one of the embedded schemas (source files, metric files).
+pub fn validator(text: &str) -> jsonschema::Validator {
+    let schema: Value = serde_json::from_str(text).expect("an embedded schema is JSON");
+    // Validated with the draft-7 engine although the file says 2020-12 (for editors):
+    // building a 2020-12 validator first compiles the 2020-12 meta-schema, which stays in
+    // memory for good and measured ~138 MB of heap against ~22 MB for draft 7. The schemas
+    // keep to keywords both drafts share; the tests check the source schema is valid
+    // 2020-12 and that this validator and the typed config agree on every fixture.
+    // The `regex` engine, not fancy-regex: our patterns need no look-around, and `regex`
+    // matches in linear time whatever text a file holds.
+    jsonschema::draft7::options()
+        .with_pattern_options(jsonschema::PatternOptions::regex())
+        .build(&schema)
+        .expect("an embedded schema is a valid 2020-12 schema")
 }
 
 /// What the JSON Schema says about an interpolated document, as (pointer, message).

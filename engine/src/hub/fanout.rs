@@ -297,6 +297,7 @@ impl Hub {
         Assembly {
             params,
             policies: &generation.policies,
+            derived: &generation.derived,
             top_clients: self.settings.top_clients,
             now: Utc::now(),
         }

@@ -37,6 +37,7 @@ pub use request::{MetricsRequest, RequestError, MAX_DAYS};
 
 use crate::cache::{AnswerCache, SourceCache, StaleWindows};
 use crate::config::ConfigError;
+use crate::derived::Metric;
 use crate::history::{self, Historical, Store};
 use crate::kinds::{self, DataSource, SourceError, SourceSpec};
 use crate::load::LoadedSources;
@@ -215,6 +216,8 @@ pub struct Generation {
     /// the id still served from it.
     last_good: BTreeMap<PathBuf, String>,
     policies: Policies,
+    /// The derived metrics every answer of this generation carries.
+    derived: Vec<Metric>,
 }
 
 impl Generation {
@@ -255,6 +258,7 @@ impl Hub {
             broken: loaded.broken,
             last_good: BTreeMap::new(),
             policies: loaded.policies,
+            derived: loaded.derived,
         };
         Hub {
             current: RwLock::new(Arc::new(generation)),

@@ -125,7 +125,8 @@ impl Hub {
             .map(|e| (e.spec.id.clone(), e.spec.file.clone()))
             .collect();
         let env = load::environment(self.settings.env_file.as_deref())?;
-        let loaded = load::load_dir_keeping(dir, &env, &running)?;
+        let mut loaded = load::load_dir_keeping(dir, &env, &running)?;
+        let derived = std::mem::take(&mut loaded.derived);
         let broken = loaded.broken.clone();
         let mut policies = loaded.policies.clone();
         let plan = self.plan(&current, loaded);
@@ -154,11 +155,14 @@ impl Hub {
             broken,
             last_good: plan.last_good,
             policies,
+            derived,
         };
         let mut report = plan.report;
         report.generation = GenerationInfo::of(&next);
-        let changed =
-            !(report.added.is_empty() && report.changed.is_empty() && report.removed.is_empty());
+        let changed = !(report.added.is_empty()
+            && report.changed.is_empty()
+            && report.removed.is_empty()
+            && next.derived == current.derived);
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
         if changed {
             // Merged answers hold the old versions' data.

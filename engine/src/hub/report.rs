@@ -11,9 +11,12 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::cache::{CachedAnswer, Fetched};
+use crate::derived::{evaluate, DerivedValue, Metric};
 use crate::kinds::{SourceError, SourceSpec};
-use crate::merge::{merge, Merged, Policies};
-use crate::model::{Dataset, HistoryNote, QueryParams, SourceData};
+use crate::merge::{
+    clients_schema, daily_schema, features_schema, merge, summary_schema, Merged, Policies,
+};
+use crate::model::{Dataset, HistoryNote, QueryParams, Record, SourceData};
 
 /// An error as clients see it: a stable code and a message without internals.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -157,17 +160,51 @@ pub struct MetricsBody<'a> {
     // Left out rather than null when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
-    data: Option<&'a Merged>,
+    data: Option<Data<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     error: Option<ErrorReport>,
     metadata: &'a Metadata,
 }
 
+/// `data`: the merged datasets and, when `metrics.d/` declares any, the derived metrics.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Data<'a> {
+    /// Every summary field, zero where no source gave it.
+    #[schema(schema_with = summary_schema)]
+    summary: &'a Record,
+    /// By date, oldest first.
+    #[schema(schema_with = daily_schema)]
+    daily_metrics: &'a [Record],
+    #[schema(schema_with = features_schema)]
+    feature_metrics: &'a [Record],
+    /// The top clients by events.
+    #[schema(schema_with = clients_schema)]
+    client_metrics: &'a [Record],
+    /// The derived metrics of `metrics.d/`, each with its value for the window, its daily
+    /// series, the inputs it read and those this answer lacked. Absent when none are declared.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    derived: &'a [DerivedValue],
+}
+
+impl<'a> Data<'a> {
+    fn of(merged: &'a Merged, derived: &'a [DerivedValue]) -> Data<'a> {
+        Data {
+            summary: &merged.summary,
+            daily_metrics: &merged.daily_metrics,
+            feature_metrics: &merged.feature_metrics,
+            client_metrics: &merged.client_metrics,
+            derived,
+        }
+    }
+}
+
 /// How the answer is put together.
 pub struct Assembly<'a> {
     pub params: &'a QueryParams,
     pub policies: &'a Policies,
+    pub derived: &'a [Metric],
     pub top_clients: usize,
     pub now: DateTime<Utc>,
 }
@@ -196,6 +233,8 @@ impl Assembly<'_> {
         });
         let data: Vec<&SourceData> = answered.iter().map(|(_, data)| *data).collect();
         let merged = merge(&data, self.policies, self.top_clients);
+        let derived = evaluate(self.derived, &answered, &merged);
+        let data = Data::of(&merged, &derived);
         let mut metadata = Metadata {
             sources: answered.iter().map(|(id, _)| (*id).to_owned()).collect(),
             timestamp: self.now,
@@ -230,12 +269,12 @@ impl Assembly<'_> {
                 retry_after: None,
             });
         }
-        let fresh = success(&merged, &metadata);
+        let fresh = success(&data, &metadata);
         if !complete {
             return Built::Uncached(Answer::served(fresh));
         }
         metadata.cached = true;
-        let cached = success(&merged, &metadata);
+        let cached = success(&data, &metadata);
         let ttl = outcomes
             .iter()
             .filter(|(_, outcome)| matches!(outcome, Outcome::Done { .. }))
@@ -246,10 +285,10 @@ impl Assembly<'_> {
     }
 }
 
-fn success(merged: &Merged, metadata: &Metadata) -> Bytes {
+fn success(data: &Data<'_>, metadata: &Metadata) -> Bytes {
     to_bytes(&MetricsBody {
         success: true,
-        data: Some(merged),
+        data: Some(*data),
         error: None,
         metadata,
     })
@@ -384,6 +423,7 @@ mod tests {
         Assembly {
             params: &params,
             policies: &Policies::new(),
+            derived: &[],
             top_clients: 20,
             now: DateTime::<Utc>::from_timestamp(1_700_000_100, 0).unwrap(),
         }

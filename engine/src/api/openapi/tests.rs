@@ -24,8 +24,8 @@ use crate::load::load_texts;
 const READ_TOKEN: &str = "mh_read_token_of_the_openapi_test";
 const ADMIN_TOKEN: &str = "mh_admin_token_of_the_openapi_test";
 
-/// A hub with the shipped demo source (its data in a temporary directory), a second
-/// source that answers, one that cannot connect and a file that does not load.
+/// A hub with the shipped demo source (its data in a temporary directory) and the shipped
+/// derived metrics, a second source that answers, one that cannot connect and a file that does not load.
 struct Fixture {
     hub: Arc<Hub>,
     _data: TempDir,
@@ -50,7 +50,13 @@ fn fixture(with_working_sources: bool) -> Fixture {
         files.push((PathBuf::from("crm.yaml"), Ok(crm.to_owned())));
     }
     let env = move |name: &str| (name == "METRICS_HUB_DATA_DIR").then(|| dir.clone());
-    let loaded = load_texts(files, &env);
+    let mut loaded = load_texts(files, &env);
+    if with_working_sources {
+        // The shipped derived metrics, so answers carry `data.derived` too.
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../metrics.d");
+        loaded.derived = crate::derived::load_dir(&dir, &loaded.sources).metrics;
+        assert!(!loaded.derived.is_empty());
+    }
     Fixture {
         hub: Arc::new(Hub::new(loaded, HubSettings::default())),
         _data: data,
@@ -450,6 +456,7 @@ async fn real_answers_of_every_operation_validate_against_the_description() {
         .map(|s| s["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, ["ok", "ok", "error"], "crm, demo, down");
+    assert!(body["data"]["derived"][0]["value"].is_number(), "{body}");
     if let Err(why) = conforms(&strict, &case("GET", "/api/metrics", "", 200), &everything) {
         wrong.push(format!("GET /api/metrics (a partial failure): {why}"));
     }
