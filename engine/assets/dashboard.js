@@ -17,6 +17,7 @@
   let sources = []; // enabled sources, from /api/sources
   let charts = { daily: null, features: null };
   let clients = [];
+  let anomalies = [];
   let sort = { field: "events", descending: true };
   let generation = 0; // a newer load makes the answers of older ones stale
 
@@ -171,8 +172,11 @@
     const perSource = await Promise.all(
       compared.map((id) => requestJson(`/api/metrics?${metricsQuery(state, [id])}`)),
     );
+    // The unusual days of the merged series, from the same caches; none when it fails.
+    const insights = !state.compare && answer.ok ? await requestJson(`/api/insights/anomalies?${query}`) : null;
     if (mine !== generation) return;
 
+    anomalies = insights && insights.ok ? insights.body.data.series : [];
     render(state, answer, compared.map((id, i) => ({ id, answer: perSource[i], detail: details.find((d) => d.id === id) })));
     main.dataset.request = query;
     main.dataset.status = answer.ok ? "ready" : "error";
@@ -376,14 +380,21 @@
     }
     $("#daily-title").textContent = "Daily users and events";
     const rows = data ? data.dailyMetrics : [];
+    const marked = { users: unusualDays("merged.daily.users"), events: unusualDays("merged.daily.events") };
+    canvas.dataset.anomalies = JSON.stringify({ users: [...marked.users.keys()], events: [...marked.events.keys()] });
+    renderAnomalyNote(marked);
+    const points = (field, color) => ({
+      pointRadius: rows.map((r) => (marked[field].has(r.date) ? 5 : 0)),
+      pointBackgroundColor: rows.map((r) => (marked[field].has(r.date) ? ANOMALY_COLOR : color)),
+    });
     canvas.setAttribute("aria-label", `Daily users and events over ${rows.length} days`);
     chart("daily", canvas, {
       type: "line",
       data: {
         labels: rows.map((r) => r.date),
         datasets: [
-          { label: "Users", data: rows.map((r) => r.users), borderColor: PALETTE[0], backgroundColor: PALETTE[0], yAxisID: "y", tension: 0.2, pointRadius: 0 },
-          { label: "Events", data: rows.map((r) => r.events), borderColor: PALETTE[1], backgroundColor: PALETTE[1], yAxisID: "events", tension: 0.2, pointRadius: 0 },
+          { label: "Users", data: rows.map((r) => r.users), borderColor: PALETTE[0], backgroundColor: PALETTE[0], yAxisID: "y", tension: 0.2, ...points("users", PALETTE[0]) },
+          { label: "Events", data: rows.map((r) => r.events), borderColor: PALETTE[1], backgroundColor: PALETTE[1], yAxisID: "events", tension: 0.2, ...points("events", PALETTE[1]) },
         ],
       },
       options: {
@@ -395,6 +406,29 @@
         },
       },
     });
+  }
+
+  const ANOMALY_COLOR = "#c62828";
+
+  /** date -> anomaly of one series of the last anomalies answer. */
+  function unusualDays(name) {
+    const series = anomalies.find((s) => s.name === name);
+    return new Map((series ? series.anomalies : []).map((a) => [a.date, a]));
+  }
+
+  /** Under the daily chart, in words: which days are unusual and against what. */
+  function renderAnomalyNote(marked) {
+    const items = [];
+    for (const [field, days] of Object.entries(marked)) {
+      for (const a of days.values()) {
+        const label = field === "users" ? "users" : "events";
+        items.push(el("li", { "data-anomaly": `${field}:${a.date}` },
+          `${dayFormat.format(new Date(`${a.date}T00:00:00Z`))}: ${formatCount(a.value)} ${label}, expected about ${formatCount(Math.round(a.expected))}`));
+      }
+    }
+    const note = $("#anomalies-note");
+    note.hidden = items.length === 0;
+    note.querySelector("ul").replaceChildren(...items);
   }
 
   function renderFeatures(rows) {

@@ -18,7 +18,8 @@
 //! - [`mapping`]: rows -> unified records. [`config`]: what a source file says up to where
 //!   kinds differ (raw shapes, interpolation, schema, lines, problems, name rules).
 //! - [`template`]: minijinja queries whose request values become bind parameters.
-//!   [`merge`]: sources' answers combined by policy. [`plugin`]: the wasmtime host.
+//!   [`merge`]: sources' answers combined by policy. [`insights`]: anomalies in daily
+//!   series (pure). [`plugin`]: the wasmtime host.
 //! - [`kinds`]: the `DataSource` contract and one folder per kind (sql, rest, bigquery,
 //!   wasm), each with its config and its runtime.
 //! - [`derived`]: derived metrics (`metrics.d/`), checked against the sources and
@@ -42,6 +43,7 @@ pub mod config;
 pub mod derived;
 pub mod history;
 pub mod hub;
+pub mod insights;
 pub mod kinds;
 pub mod load;
 pub mod mapping;

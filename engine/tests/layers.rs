@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["secret", "model", "telemetry", "retry", "scaffold"],
     &["mapping"],
     &["config"],
-    &["template", "merge", "plugin"],
+    &["template", "merge", "plugin", "insights"],
     &["kinds"],
     &["derived"],
     &["load", "cache", "history"],

@@ -163,6 +163,27 @@ async fn check_derived(browser: &Browser, body: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks the daily chart's marked days against `GET /api/insights/anomalies?query`.
+async fn check_anomaly_marks(browser: &Browser, hub: &TestHub, query: &str) -> anyhow::Result<()> {
+    let report = api(hub, &format!("/api/insights/anomalies?{query}")).await?;
+    let marked = attribute(browser, "canvas#daily-chart", "data-anomalies").await?;
+    let marked: Value = serde_json::from_str(marked.as_deref().unwrap_or("null"))?;
+    for field in ["users", "events"] {
+        let name = format!("merged.daily.{field}");
+        let series = report["data"]["series"].as_array().into_iter().flatten();
+        let expected: Vec<String> = series
+            .filter(|s| s["name"] == name.as_str())
+            .flat_map(|s| s["anomalies"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| a["date"].as_str().map(str::to_owned))
+            .collect();
+        let shown = strings(&marked[field]);
+        same_as_api(sorted(shown.clone()) == sorted(expected.clone()), || {
+            format!("daily chart marks {field} on {shown:?}, the API flags {expected:?}")
+        })?;
+    }
+    Ok(())
+}
+
 /// `GET path` on the hub; the JSON body of a 200.
 async fn api(hub: &TestHub, path: &str) -> anyhow::Result<Value> {
     let response = reqwest::get(hub.url(path)).await?;
@@ -1027,6 +1048,7 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
             check_daily_chart(b, &body).await?;
             check_features_chart(b, &body).await?;
             check_derived(b, &body).await?;
+            check_anomaly_marks(b, hub, "days=30").await?;
             check_labels(b).await?;
             b.screenshot("dashboard.png").await?;
             Ok(())

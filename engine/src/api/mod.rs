@@ -36,6 +36,7 @@ use utoipa_axum::routes;
 
 pub use error::{refusal, ApiError, ErrorBody};
 
+use crate::hub::insights::AnomalyReport;
 use crate::hub::request::Given;
 use crate::hub::status::SourceHealth;
 use crate::hub::{Answer, HealthReport, Hub, MetricsBody, Overall, ReloadReport, SourcesReport};
@@ -73,6 +74,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
 pub fn app(hub: Arc<Hub>, settings: &ApiSettings) -> Router {
     let read = OpenApiRouter::new()
         .routes(routes!(metrics))
+        .routes(routes!(anomalies))
         .routes(routes!(sources))
         .routes(routes!(health))
         .routes(routes!(openapi::document))
@@ -215,6 +217,31 @@ async fn metrics(
     let query = query.as_deref().unwrap_or_default();
     let answer = hub.answer_query(query, Utc::now().date_naive()).await?;
     Ok(json_bytes(answer))
+}
+
+/// The unusual days of every daily series in the window.
+///
+/// Takes the parameters of `/api/metrics` and asks the sources through the same caches.
+/// Checks each source's daily fields, the merged daily series and the derived metrics'
+/// daily series. A day is listed when it falls outside the band around the median of the
+/// same weekday in the nearest weeks. A series shorter than 21 days is listed as skipped.
+#[utoipa::path(
+    get,
+    path = "/api/insights/anomalies",
+    tag = "metrics",
+    params(Given),
+    responses(
+        (status = 200, description = "Every series checked, with its anomalies.", body = Answered<AnomalyReport>),
+        (status = 400, description = "A parameter is wrong, as for /api/metrics.", body = ErrorBody),
+    ),
+)]
+async fn anomalies(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query.as_deref().unwrap_or_default();
+    let report = hub.anomalies_query(query, Utc::now().date_naive()).await?;
+    Ok(Answered::ok(report).into_response())
 }
 
 /// Every declared source, and the source files that failed to load.

@@ -279,21 +279,33 @@ impl Hub {
         }
     }
 
-    /// Asks every selected source and assembles what came back.
-    async fn build(&self, generation: &Generation, request: &MetricsRequest) -> Built {
-        let params = &request.params;
+    /// Asks every selected source of `request`, in parallel, through its cache.
+    pub(super) async fn outcomes<'g>(
+        &self,
+        generation: &'g Generation,
+        request: &MetricsRequest,
+    ) -> Vec<(&'g SourceSpec, Outcome)> {
         let deadline = self.settings.request_deadline;
         let selected: Vec<&Arc<SourceEntry>> = request
             .sources
             .iter()
             .filter_map(|id| generation.entry(id))
             .collect();
-        let outcomes = join_all(selected.iter().map(|entry| entry.outcome(params, deadline))).await;
-        let outcomes: Vec<(&SourceSpec, Outcome)> = selected
+        let asked = selected
+            .iter()
+            .map(|entry| entry.outcome(&request.params, deadline));
+        let outcomes = join_all(asked).await;
+        selected
             .iter()
             .map(|entry| &entry.spec)
             .zip(outcomes)
-            .collect();
+            .collect()
+    }
+
+    /// Asks every selected source and assembles what came back.
+    async fn build(&self, generation: &Generation, request: &MetricsRequest) -> Built {
+        let params = &request.params;
+        let outcomes = self.outcomes(generation, request).await;
         Assembly {
             params,
             policies: &generation.policies,

@@ -8,12 +8,14 @@
 //! - [`report`]: the outcomes -> the merged answer in the dashboard's shape (pure).
 //! - [`status`]: what the hub remembers of each source, and the health rules (pure).
 //! - [`admin`]: `/api/sources`, `/api/health`, re-checks, cache clearing.
+//! - [`insights`]: every daily series of a window checked for anomalies.
 //! - [`watch`]: reloads on changes under the sources directory and on SIGHUP.
 //! - [`reload`]: a new load of the sources directory applied as the next [`Generation`],
 //!   keeping every unchanged source as it is and the last good version of a broken file.
 
 pub mod admin;
 mod fanout;
+pub mod insights;
 pub mod reload;
 pub mod report;
 pub mod request;

@@ -216,13 +216,7 @@ impl Assembly<'_> {
             .iter()
             .map(|(spec, outcome)| source_report(spec, outcome))
             .collect();
-        let answered: Vec<(&str, &SourceData)> = outcomes
-            .iter()
-            .filter_map(|(spec, outcome)| match outcome {
-                Outcome::Done { result: Ok(f), .. } => Some((spec.id.as_str(), &f.data)),
-                _ => None,
-            })
-            .collect();
+        let answered = answered(outcomes);
         // Failed or stale parts make an answer not worth keeping: the next request asks
         // the sources' caches again and finds what the refresh brought.
         let complete = outcomes.iter().all(|(_, outcome)| {
@@ -283,6 +277,17 @@ impl Assembly<'_> {
             .unwrap_or(Duration::ZERO);
         Built::Complete(CachedAnswer { fresh, cached, ttl })
     }
+}
+
+/// The data of every source that answered, by id, in the order of `outcomes`.
+pub fn answered<'a>(outcomes: &'a [(&'a SourceSpec, Outcome)]) -> Vec<(&'a str, &'a SourceData)> {
+    outcomes
+        .iter()
+        .filter_map(|(spec, outcome)| match outcome {
+            Outcome::Done { result: Ok(f), .. } => Some((spec.id.as_str(), &f.data)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn success(data: &Data<'_>, metadata: &Metadata) -> Bytes {
