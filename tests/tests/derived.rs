@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use metrics_hub::hub::HubSettings;
+use std::time::{Duration, Instant};
+
+use metrics_hub::hub::{watch, HubSettings};
 use metrics_hub_tests::{get, post, TestHub};
 use serde_json::{json, Value};
 
@@ -135,4 +137,16 @@ async fn derived_metrics_are_served_checked_and_reloaded() {
         [json!("leads_per_page_view"), json!("views_per_user")]
     );
     assert_eq!(derived(&hub, "days=7").await[1]["value"], json!(2.5));
+
+    // metrics.d/ is watched beside sources.d/: removing a file reloads by itself.
+    let _watch = watch::watch_dir(hub.hub.clone(), &sources, Duration::from_millis(100)).unwrap();
+    std::fs::remove_file(metrics.join("views.yaml")).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while derived(&hub, "days=7").await.len() != 1 {
+        assert!(
+            Instant::now() < until,
+            "the removal of views.yaml was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -1,5 +1,5 @@
-//! What starts a reload without an HTTP call: a change under the sources directory,
-//! watched with `notify` and debounced (an editor's save is several events, a `git
+//! What starts a reload without an HTTP call: a change under the sources directory or
+//! in the `metrics.d/` beside it, watched with `notify` and debounced (an editor's save is several events, a `git
 //! checkout` many), and `SIGHUP`. Each trigger calls [`Hub::reload`], which takes one
 //! reload at a time.
 
@@ -11,6 +11,7 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
 use super::Hub;
+use crate::derived::metrics_dir;
 
 /// Files whose change can change a source: source files and plugin components.
 fn relevant(path: &Path) -> bool {
@@ -20,8 +21,9 @@ fn relevant(path: &Path) -> bool {
     )
 }
 
-/// Watches `dir` (recursively) and reloads `hub` once events have been quiet for
-/// `debounce`. The watch ends when the returned handle is dropped.
+/// Watches `dir` (recursively) and its derived metrics' directory, when there is one, and
+/// reloads `hub` once events have been quiet for `debounce`. The watch ends when the
+/// returned handle is dropped.
 pub fn watch_dir(
     hub: Arc<Hub>,
     dir: &Path,
@@ -38,6 +40,10 @@ pub fn watch_dir(
         }
     })?;
     watcher.watch(dir, RecursiveMode::Recursive)?;
+    let metrics = metrics_dir(dir);
+    if metrics.is_dir() {
+        watcher.watch(&metrics, RecursiveMode::NonRecursive)?;
+    }
     let task = tokio::spawn(async move {
         while let Some(first) = changes.recv().await {
             let mut last = first;
