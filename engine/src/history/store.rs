@@ -123,16 +123,8 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<BTreeMap<NaiveDate, SourceData>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT day, data FROM history_days \
-             WHERE source = $1 AND definition = $2 AND day >= $3 AND day <= $4",
-        )
-        .bind(source)
-        .bind(definition)
-        .bind(from.to_string())
-        .bind(to.to_string())
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = "SELECT day, data FROM history_days WHERE source = $1 AND definition = $2 AND day >= $3 AND day <= $4";
+        let rows = self.window_rows(sql, source, definition, from, to).await?;
         rows.iter().map(|row| stored_day(source, row)).collect()
     }
 
@@ -144,19 +136,29 @@ impl Store {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Result<BTreeSet<NaiveDate>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT day FROM history_days \
-             WHERE source = $1 AND definition = $2 AND day >= $3 AND day <= $4",
-        )
-        .bind(source)
-        .bind(definition)
-        .bind(from.to_string())
-        .bind(to.to_string())
-        .fetch_all(&self.pool)
-        .await?;
+        let sql = "SELECT day FROM history_days WHERE source = $1 AND definition = $2 AND day >= $3 AND day <= $4";
+        let rows = self.window_rows(sql, source, definition, from, to).await?;
         rows.iter()
             .map(|row| day_of(source, &row.try_get::<String, _>(0)?))
             .collect()
+    }
+
+    /// The rows `sql` selects for one source, definition and window (`$1` to `$4`).
+    async fn window_rows(
+        &self,
+        sql: &'static str,
+        source: &str,
+        definition: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Result<Vec<AnyRow>, StoreError> {
+        Ok(sqlx::query(sql)
+            .bind(source)
+            .bind(definition)
+            .bind(from.to_string())
+            .bind(to.to_string())
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// Stores (or replaces) one settled day of `source`.
