@@ -18,6 +18,8 @@
   let charts = { daily: null, features: null };
   let clients = [];
   let anomalies = [];
+  let forecasts = [];
+  let correlations = [];
   let sort = { field: "events", descending: true };
   let generation = 0; // a newer load makes the answers of older ones stale
 
@@ -172,11 +174,17 @@
     const perSource = await Promise.all(
       compared.map((id) => requestJson(`/api/metrics?${metricsQuery(state, [id])}`)),
     );
-    // The unusual days of the merged series, from the same caches; none when it fails.
-    const insights = !state.compare && answer.ok ? await requestJson(`/api/insights/anomalies?${query}`) : null;
+    // The unusual days, the next two weeks and the related series, from the same caches;
+    // none when one fails.
+    const asked = !state.compare && answer.ok;
+    const insights = await Promise.all(["anomalies", "forecast", "correlations"].map((kind) =>
+      asked ? requestJson(`/api/insights/${kind}?${query}`) : null));
     if (mine !== generation) return;
 
-    anomalies = insights && insights.ok ? insights.body.data.series : [];
+    const [unusual, ahead, related] = insights.map((r) => (r && r.ok ? r.body.data : null));
+    anomalies = unusual ? unusual.series : [];
+    forecasts = ahead ? ahead.series : [];
+    correlations = related ? related.pairs : [];
     render(state, answer, compared.map((id, i) => ({ id, answer: perSource[i], detail: details.find((d) => d.id === id) })));
     main.dataset.request = query;
     main.dataset.status = answer.ok ? "ready" : "error";
@@ -202,6 +210,7 @@
     renderCards(data ? data.summary : {}, details);
     renderDerived(data ? data.derived || [] : []);
     renderDaily(state, data, compared);
+    renderCorrelations();
     renderFeatures(data ? data.featureMetrics : []);
     clients = data ? data.clientMetrics : [];
     renderClients();
@@ -383,22 +392,32 @@
     const marked = { users: unusualDays("merged.daily.users"), events: unusualDays("merged.daily.events") };
     canvas.dataset.anomalies = JSON.stringify({ users: [...marked.users.keys()], events: [...marked.events.keys()] });
     renderAnomalyNote(marked);
+    const ahead = { users: forecastOf("merged.daily.users"), events: forecastOf("merged.daily.events") };
+    const future = (ahead.users.length ? ahead.users : ahead.events).map((p) => p.date);
+    const pad = (values) => values.concat(future.map(() => null));
     const points = (field, color) => ({
-      pointRadius: rows.map((r) => (marked[field].has(r.date) ? 5 : 0)),
-      pointBackgroundColor: rows.map((r) => (marked[field].has(r.date) ? ANOMALY_COLOR : color)),
+      pointRadius: pad(rows.map((r) => (marked[field].has(r.date) ? 5 : 0))),
+      pointBackgroundColor: pad(rows.map((r) => (marked[field].has(r.date) ? ANOMALY_COLOR : color))),
     });
-    canvas.setAttribute("aria-label", `Daily users and events over ${rows.length} days`);
+    const observed = (field, label, color, axis) => ({
+      label, data: pad(rows.map((r) => r[field])), borderColor: color, backgroundColor: color, yAxisID: axis, tension: 0.2, ...points(field, color),
+    });
+    canvas.setAttribute("aria-label", `Daily users and events over ${rows.length} days` +
+      (future.length ? `, and a forecast of the next ${future.length} days (dashed)` : ""));
     chart("daily", canvas, {
       type: "line",
       data: {
-        labels: rows.map((r) => r.date),
+        labels: rows.map((r) => r.date).concat(future),
         datasets: [
-          { label: "Users", data: rows.map((r) => r.users), borderColor: PALETTE[0], backgroundColor: PALETTE[0], yAxisID: "y", tension: 0.2, ...points("users", PALETTE[0]) },
-          { label: "Events", data: rows.map((r) => r.events), borderColor: PALETTE[1], backgroundColor: PALETTE[1], yAxisID: "events", tension: 0.2, ...points("events", PALETTE[1]) },
+          observed("users", "Users", PALETTE[0], "y"),
+          observed("events", "Events", PALETTE[1], "events"),
+          ...forecastLines(rows, "users", "Users", ahead.users, PALETTE[0], "y"),
+          ...forecastLines(rows, "events", "Events", ahead.events, PALETTE[1], "events"),
         ],
       },
       options: {
         ...BASE_OPTIONS,
+        plugins: { legend: { position: "bottom", labels: { filter: (item) => !item.text.includes("80%") } } },
         scales: {
           x: DAY_AXIS,
           y: { beginAtZero: true, position: "left", title: { display: true, text: "Users" } },
@@ -406,6 +425,40 @@
         },
       },
     });
+  }
+
+  /** The forecast days of one series of the last forecast answer. */
+  function forecastOf(name) {
+    const series = forecasts.find((s) => s.name === name);
+    return series && series.forecast ? series.forecast.points : [];
+  }
+
+  /**
+   * A dashed line from the last observed day through the forecast, and the 80% interval
+   * as a band between two borderless lines (left out of the legend).
+   */
+  function forecastLines(rows, field, label, ahead, color, axis) {
+    if (!ahead.length || !rows.length) return [];
+    const before = rows.map((r, i) => (i === rows.length - 1 ? r[field] : null));
+    const line = (name, values, extra) => ({
+      label: name, data: before.concat(values), borderColor: color, backgroundColor: `${color}22`,
+      yAxisID: axis, tension: 0.2, pointRadius: 0, ...extra,
+    });
+    return [
+      line(`${label} forecast`, ahead.map((p) => p.value), { borderDash: [6, 4] }),
+      line(`${label} 80% low`, ahead.map((p) => p.lower80), { borderWidth: 0 }),
+      line(`${label} 80% high`, ahead.map((p) => p.upper80), { borderWidth: 0, fill: "-1" }),
+    ];
+  }
+
+  /** The related series of the window, in words, strongest first. */
+  function renderCorrelations() {
+    const items = correlations.map((p) =>
+      el("li", { "data-pair": `${p.a}|${p.b}`, "data-lag": String(p.lag), title: `${p.n} days, Spearman ${p.spearman.toFixed(2)}, p = ${p.pValue.toPrecision(2)}` },
+        p.sentence));
+    const section = $("#correlations");
+    section.hidden = items.length === 0;
+    section.querySelector("ul").replaceChildren(...items);
   }
 
   const ANOMALY_COLOR = "#c62828";

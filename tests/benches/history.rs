@@ -34,15 +34,7 @@ const TARGET_RATIO: f64 = 0.1;
 const DAYS: u32 = 89;
 
 fn main() -> anyhow::Result<()> {
-    let quick = common::quick();
-    common::announce(NAME, quick);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    let mut verdict = Verdict::default();
-    runtime.block_on(run(quick, &mut verdict))?;
-    verdict.finish(NAME);
-    Ok(())
+    common::main(NAME, run)
 }
 
 /// The shipped `file` with `history:` backfilled at full speed, and with only its

@@ -14,6 +14,7 @@ pub mod expected;
 pub mod ga4_export;
 pub mod ga4_originals;
 pub mod hubspot_standin;
+pub mod planted;
 pub mod rest_standin;
 pub mod salesforce_standin;
 pub mod tally_standin;

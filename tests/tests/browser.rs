@@ -23,7 +23,7 @@ use fantoccini::Locator;
 use metrics_hub::hub::HubSettings;
 use metrics_hub::kinds::sql::demo;
 use metrics_hub_tests::browser::Browser;
-use metrics_hub_tests::{repo_root, sources_dir, Postgres, TestHub};
+use metrics_hub_tests::{planted, repo_root, sources_dir, Postgres, TestHub};
 use serde_json::{json, Value};
 use tempfile::TempDir;
 
@@ -354,33 +354,80 @@ async fn chart_data(browser: &Browser, selector: &str) -> anyhow::Result<ChartDa
     Ok(ChartData { labels, series })
 }
 
-/// Checks the daily chart of the normal view against the API's answer `body`: one label
-/// per `dailyMetrics` date, `Users` and `Events` its users and events.
-async fn check_daily_chart(browser: &Browser, body: &Value) -> anyhow::Result<()> {
+/// Checks the daily chart of the normal view against the API's answer `body` and the
+/// forecast of the same window (`GET /api/insights/forecast?query`): one label per
+/// `dailyMetrics` date and then one per forecast day; `Users` and `Events` their values
+/// (nothing on the forecast days); and for each, when forecast, a dashed line and an 80%
+/// band that start at the last observed day and go on with the API's figures.
+async fn check_daily_chart(
+    browser: &Browser,
+    hub: &TestHub,
+    query: &str,
+    body: &Value,
+) -> anyhow::Result<()> {
+    let ahead = api(hub, &format!("/api/insights/forecast?{query}")).await?;
     let chart = chart_data(browser, "canvas#daily-chart").await?;
-    ensure!(
-        chart.names() == ["Users", "Events"],
-        "the daily chart's datasets are {:?}, not Users and Events",
-        chart.names()
-    );
     let users = daily(body, "users")?;
     ensure!(
         !users.is_empty(),
         "the API has no dailyMetrics: nothing to compare the chart with"
     );
-    let dates: Vec<&String> = users.keys().collect();
-    same_as_api(chart.labels.iter().collect::<Vec<_>>() == dates, || {
+    let forecast = |field: &str| -> Vec<Value> {
+        let series = ahead["data"]["series"].as_array().into_iter().flatten();
+        let mut named = series.filter(|s| s["name"] == format!("merged.daily.{field}").as_str());
+        named
+            .next()
+            .and_then(|s| s["forecast"]["points"].as_array().cloned())
+            .unwrap_or_default()
+    };
+    let mut names = vec!["Users".to_owned(), "Events".to_owned()];
+    for (label, field) in [("Users", "users"), ("Events", "events")] {
+        if !forecast(field).is_empty() {
+            names.extend(["forecast", "80% low", "80% high"].map(|line| format!("{label} {line}")));
+        }
+    }
+    ensure!(
+        chart.names() == names,
+        "the daily chart's datasets are {:?}, not {names:?}",
+        chart.names()
+    );
+    let future: Vec<String> = forecast("users")
+        .iter()
+        .map(|p| p["date"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let labels: Vec<String> = users.keys().cloned().chain(future.clone()).collect();
+    same_as_api(chart.labels == labels, || {
         format!(
-            "the daily chart's labels are {:?}, the API's dates {dates:?}",
+            "the daily chart's labels are {:?}, the API's dates and forecast days {labels:?}",
             chart.labels
         )
     })?;
     for (name, field) in [("Users", "users"), ("Events", "events")] {
-        let expected: Vec<Option<f64>> = daily(body, field)?.into_values().collect();
+        let observed: Vec<Option<f64>> = daily(body, field)?.into_values().collect();
+        let mut expected = observed.clone();
+        expected.resize(labels.len(), None);
         let shown = chart.data(name)?;
         same_as_api(shown == expected, || {
             format!("the daily chart's {name} are {shown:?}, the API's {field} {expected:?}")
         })?;
+        let points = forecast(field);
+        for (line, key) in [
+            ("forecast", "value"),
+            ("80% low", "lower80"),
+            ("80% high", "upper80"),
+        ] {
+            if points.is_empty() {
+                break;
+            }
+            let mut expected = vec![None; observed.len()];
+            *expected.last_mut().unwrap() = *observed.last().unwrap();
+            expected.extend(points.iter().map(|p| p[key].as_f64()));
+            let label = format!("{name} {line}");
+            let shown = chart.data(&label)?;
+            same_as_api(shown == expected, || {
+                format!("the daily chart's {label} are {shown:?}, the API's {expected:?}")
+            })?;
+        }
     }
     Ok(())
 }
@@ -1042,10 +1089,10 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
             );
             let series = attribute(b, "canvas#daily-chart", "data-series").await?;
             ensure!(
-                series.as_deref() == Some("Users|Events"),
-                "canvas#daily-chart data-series is {series:?}, not Users|Events"
+                series.as_deref().is_some_and(|s| s.starts_with("Users|Events|Users forecast")),
+                "canvas#daily-chart data-series is {series:?}, not Users|Events and their forecasts"
             );
-            check_daily_chart(b, &body).await?;
+            check_daily_chart(b, hub, "days=30", &body).await?;
             check_features_chart(b, &body).await?;
             check_derived(b, &body).await?;
             check_anomaly_marks(b, hub, "days=30").await?;
@@ -1065,7 +1112,7 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
                 .await?;
             wait_ready(b, "days=7").await?;
             let week = check_scorecards(b, hub, "days=7").await?;
-            check_daily_chart(b, &week).await?;
+            check_daily_chart(b, hub, "days=7", &week).await?;
             let month = api(hub, "/api/metrics?days=30").await?;
             ensure!(
                 week["data"]["summary"] != month["data"]["summary"],
@@ -1081,7 +1128,7 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
             b.client().back().await?;
             wait_ready(b, "days=30").await?;
             let month = check_scorecards(b, hub, "days=30").await?;
-            check_daily_chart(b, &month).await?;
+            check_daily_chart(b, hub, "days=30", &month).await?;
             let range = b
                 .script(
                     "return document.querySelector('select#range').value",
@@ -1651,6 +1698,15 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
         })
         .await;
 
+    steps
+        .run("related series are listed in words", async {
+            let planted = related_hub(day).await?;
+            let result = check_correlations(b, &planted).await;
+            planted.hub.stop().await?;
+            result
+        })
+        .await;
+
     let failures = std::mem::take(&mut steps.failures);
     browser.close().await.unwrap();
     s.hub.stop().await.unwrap();
@@ -1677,6 +1733,69 @@ async fn dashboard_and_admin_pages_show_what_the_api_answers() {
         failures.len(),
         failures.join("\n\n")
     );
+}
+
+/// A hub on the planted fixture of the insights tests: unusual days, and a source whose
+/// contacts follow another's users by three days.
+struct RelatedHub {
+    hub: TestHub,
+    _sources: TempDir,
+}
+
+async fn related_hub(today: NaiveDate) -> anyhow::Result<RelatedHub> {
+    let (lead, follow) = planted::lagged_sources(today);
+    let sources = sources_dir(&[
+        ("plant.yaml", planted::anomalies_source(today)),
+        ("lead.yaml", lead),
+        ("follow.yaml", follow),
+    ])?;
+    let hub = TestHub::start(sources.path(), &HashMap::new(), HubSettings::default()).await?;
+    Ok(RelatedHub {
+        hub,
+        _sources: sources,
+    })
+}
+
+/// Opens the dashboard on 90 days of `planted` and checks the `#correlations` list says,
+/// in order, the sentences of `GET /api/insights/correlations`, the planted pair first.
+async fn check_correlations(browser: &Browser, planted: &RelatedHub) -> anyhow::Result<()> {
+    let hub = &planted.hub;
+    open_dashboard(browser, hub, "/?days=90", "days=90").await?;
+    let report = api(hub, "/api/insights/correlations?days=90").await?;
+    let pairs = report["data"]["pairs"].as_array().context("no pairs")?;
+    ensure!(!pairs.is_empty(), "the API lists no related pair: {report}");
+    let expected: Vec<Value> = pairs
+        .iter()
+        .map(|p| {
+            json!([
+                format!(
+                    "{}|{}",
+                    p["a"].as_str().unwrap_or_default(),
+                    p["b"].as_str().unwrap_or_default()
+                ),
+                p["lag"].to_string(),
+                p["sentence"]
+            ])
+        })
+        .collect();
+    let shown = browser
+        .script(
+            "const section = document.querySelector('section#correlations');
+             return section.hidden ? null : [...section.querySelectorAll('li')]
+               .map(li => [li.dataset.pair, li.dataset.lag, li.textContent]);",
+            vec![],
+        )
+        .await?;
+    same_as_api(shown == Value::Array(expected.clone()), || {
+        format!("section#correlations lists {shown}, the API {expected:?}")
+    })?;
+    ensure!(
+        expected[0][0] == "follow.daily.contacts|lead.daily.users",
+        "the strongest pair is {}, not the planted one",
+        expected[0][0]
+    );
+    browser.screenshot("correlations.png").await?;
+    Ok(())
 }
 
 /// The API's tokens for [`a_token_is_asked_for_and_kept_for_the_session`].

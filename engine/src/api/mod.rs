@@ -36,7 +36,7 @@ use utoipa_axum::routes;
 
 pub use error::{refusal, ApiError, ErrorBody};
 
-use crate::hub::insights::AnomalyReport;
+use crate::hub::insights::{AnomalyReport, CorrelationReport, ForecastReport};
 use crate::hub::request::Given;
 use crate::hub::status::SourceHealth;
 use crate::hub::{Answer, HealthReport, Hub, MetricsBody, Overall, ReloadReport, SourcesReport};
@@ -75,6 +75,8 @@ pub fn app(hub: Arc<Hub>, settings: &ApiSettings) -> Router {
     let read = OpenApiRouter::new()
         .routes(routes!(metrics))
         .routes(routes!(anomalies))
+        .routes(routes!(forecasts))
+        .routes(routes!(correlations))
         .routes(routes!(sources))
         .routes(routes!(health))
         .routes(routes!(openapi::document))
@@ -241,6 +243,56 @@ async fn anomalies(
 ) -> Result<Response, ApiError> {
     let query = query.as_deref().unwrap_or_default();
     let report = hub.anomalies_query(query, Utc::now().date_naive()).await?;
+    Ok(Answered::ok(report).into_response())
+}
+
+/// The next 14 days of every daily series in the window, with 80% and 95% intervals.
+///
+/// Takes the parameters of `/api/metrics`; the forecast starts the day after the window's
+/// last day. Fits exponential smoothing with a damped trend and a weekly season to each
+/// series; a series shorter than 21 days is listed as skipped.
+#[utoipa::path(
+    get,
+    path = "/api/insights/forecast",
+    tag = "metrics",
+    params(Given),
+    responses(
+        (status = 200, description = "Every series, with its forecast or why it has none.", body = Answered<ForecastReport>),
+        (status = 400, description = "A parameter is wrong, as for /api/metrics.", body = ErrorBody),
+    ),
+)]
+async fn forecasts(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query.as_deref().unwrap_or_default();
+    let report = hub.forecast_query(query, Utc::now().date_naive()).await?;
+    Ok(Answered::ok(report).into_response())
+}
+
+/// The strongest relations between daily series of different sources in the window.
+///
+/// Takes the parameters of `/api/metrics`. Every pair of source daily series is compared
+/// at lags from -14 to +14 days on the series freed of their trend and weekday pattern;
+/// pairs with p < 0.05 are listed, strongest first, each with a sentence in words.
+#[utoipa::path(
+    get,
+    path = "/api/insights/correlations",
+    tag = "metrics",
+    params(Given),
+    responses(
+        (status = 200, description = "The pairs that move together, at their best lag.", body = Answered<CorrelationReport>),
+        (status = 400, description = "A parameter is wrong, as for /api/metrics.", body = ErrorBody),
+    ),
+)]
+async fn correlations(
+    State(hub): State<Arc<Hub>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let query = query.as_deref().unwrap_or_default();
+    let report = hub
+        .correlations_query(query, Utc::now().date_naive())
+        .await?;
     Ok(Answered::ok(report).into_response())
 }
 

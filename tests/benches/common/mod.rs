@@ -225,6 +225,23 @@ pub fn resident_bytes() -> u64 {
     pages * 4096
 }
 
+/// A benchmark's `main`: announces `name` and its mode, runs `bench` on a multi-threaded
+/// runtime and turns its verdict into the process exit code.
+pub fn main(
+    name: &str,
+    bench: impl AsyncFnOnce(bool, &mut Verdict) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let quick = quick();
+    announce(name, quick);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let mut verdict = Verdict::default();
+    runtime.block_on(bench(quick, &mut verdict))?;
+    verdict.finish(name);
+    Ok(())
+}
+
 /// Collects target checks and turns them into the process exit code.
 #[derive(Default)]
 pub struct Verdict {
